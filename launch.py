@@ -1,0 +1,40 @@
+"""Start the Tango3D explorer.  ``python launch.py --help`` lists the options.
+
+Thin by design: parse flags, hand them to ``app``; no logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Tango3D explorer: click a pixel, see the matching 3D region.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; use 0.0.0.0 to expose)")
+    p.add_argument("--port", type=int, default=7860, help="Gradio port (default 7860)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one in assets/)")
+    p.add_argument("--gallery", default=None, help="gallery directory (default: the bundled one in assets/)")
+    p.add_argument("--device", default="cpu", help="torch device for feature computation (default cpu)")
+    p.add_argument("--provider", default="tango3d", help="feature provider name (default tango3d)")
+    p.add_argument("--share", action="store_true", help="create a public Gradio share link (off by default)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import importlib.util
+
+    if importlib.util.find_spec("app.main") is None:
+        print(
+            "The Tango3D explorer is not built yet (issue 5). The data engine and the model are usable "
+            "from Python: see README.md. Exiting."
+        )
+        return 0
+    from app.main import serve
+
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

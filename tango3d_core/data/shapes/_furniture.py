@@ -1,0 +1,1 @@
+"""Shape families (filled in by its owner)."""
