@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from tango3d_core.train.stages import StageSpec
+
+
+class Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Linear(3, 3)
+        self.head = torch.nn.Linear(3, 2)
+
+
+def test_configure_freezes_and_groups():
+    m = Toy()
+    spec = StageSpec(name="s", steps=1, lr=1e-3, trainable=("head.",), slow=("encoder.",), slow_lr_scale=0.1)
+    groups = spec.configure(m)
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.1]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in m.head.parameters()}
+    assert all(p.requires_grad for p in m.parameters())
+    spec2 = StageSpec(name="s2", steps=1, lr=1e-3, trainable=("head.",))
+    groups = spec2.configure(m)
+    assert len(groups) == 1
+    assert not any(p.requires_grad for p in m.encoder.parameters())
+    assert all(p.requires_grad for p in m.head.parameters())
+
+
+def test_typo_in_prefix_is_an_error():
+    with pytest.raises(ValueError, match="heads"):
+        StageSpec(name="s", steps=1, lr=1e-3, trainable=("heads.",)).configure(Toy())
