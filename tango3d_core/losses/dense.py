@@ -1,0 +1,82 @@
+"""Dense pixel-to-point alignment: symmetric InfoNCE over all sampled pairs in a batch.
+
+Each image contributes P masked pixels; pixel i of image b is paired with the 3D feature queried
+at the same surface point (canonical xyz, rotated by the shape's yaw). The K = B*P valid pairs
+form one K x K similarity matrix, so negatives come both from the same shape (other surface
+points) and from the other shapes in the batch. Pairs that are the same shape and lie within
+``ignore_radius`` of each other on the surface are not treated as negatives: they are the same
+place seen twice (e.g. two views of one shape in the batch), and pushing them apart would fight
+the positive.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["pixel_point_infonce"]
+
+
+def pixel_point_infonce(
+    pixel_features: Tensor,
+    point_features: Tensor,
+    *,
+    logit_scale: Tensor | float,
+    valid: Tensor | None = None,
+    positions: Tensor | None = None,
+    shape_ids: Tensor | None = None,
+    ignore_radius: float = 0.0,
+) -> dict[str, Tensor]:
+    """Symmetric InfoNCE between matched pixel and point features.
+
+    pixel_features  [B, P, D]  expected L2-normalised (the loss uses dot products)
+    point_features  [B, P, D]  same layout; row (b, i) is the positive of pixel (b, i)
+    logit_scale     scalar, 1 / temperature
+    valid           bool [B, P]; invalid rows are left out entirely (default: all valid)
+    positions       [B, P, 3] canonical surface positions, for ``ignore_radius``
+    shape_ids       int [B]; rows of items with equal ids are the same shape (default: each
+                    batch item is its own shape)
+    ignore_radius   same-shape pairs closer than this (canonical units) are not negatives
+
+    Returns a dict of scalars:
+        loss            mean of the two directions
+        pixel_to_point  cross-entropy of each pixel against all points
+        point_to_pixel  cross-entropy of each point against all pixels
+        accuracy        share of pixels whose best point is their positive (no gradient)
+    """
+    if pixel_features.dim() != 3 or pixel_features.shape != point_features.shape:
+        raise ValueError(
+            f"pixel_features {tuple(pixel_features.shape)} and point_features "
+            f"{tuple(point_features.shape)} must both be [B, P, D]"
+        )
+    b, p, _ = pixel_features.shape
+    device = pixel_features.device
+    if valid is None:
+        valid = torch.ones(b, p, dtype=torch.bool, device=device)
+    if shape_ids is None:
+        shape_ids = torch.arange(b, device=device)
+    flat_valid = valid.reshape(-1)
+    pix = pixel_features.reshape(b * p, -1)[flat_valid]
+    pts = point_features.reshape(b * p, -1)[flat_valid]
+    k = pix.shape[0]
+    if k == 0:
+        zero = pixel_features.sum() * 0.0 + point_features.sum() * 0.0
+        return {"loss": zero, "pixel_to_point": zero, "point_to_pixel": zero,
+                "accuracy": torch.zeros((), device=device)}
+
+    logits = logit_scale * (pix @ pts.T)  # [K, K]
+    if ignore_radius > 0.0:
+        if positions is None:
+            raise ValueError("ignore_radius > 0 needs positions")
+        ids = shape_ids.reshape(b, 1).expand(b, p).reshape(-1)[flat_valid]
+        pos = positions.reshape(b * p, 3)[flat_valid]
+        near = (ids[:, None] == ids[None, :]) & (torch.cdist(pos, pos) < ignore_radius)
+        near.fill_diagonal_(False)
+        logits = logits.masked_fill(near, float("-inf"))
+    target = torch.arange(k, device=device)
+    p2q = F.cross_entropy(logits, target)
+    q2p = F.cross_entropy(logits.T, target)
+    with torch.no_grad():
+        accuracy = (logits.argmax(dim=1) == target).float().mean()
+    return {"loss": 0.5 * (p2q + q2p), "pixel_to_point": p2q, "point_to_pixel": q2p, "accuracy": accuracy}

@@ -1,0 +1,65 @@
+"""Stage-0 geometric supervision of the 2D branch: depth, normal and xyz, masked to the object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["geometry_loss"]
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """values [B, H, W], mask bool [B, H, W] -> scalar mean over masked entries (0 if none)."""
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp(min=1.0)
+
+
+def geometry_loss(
+    pred: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+    mask: Tensor,
+    *,
+    depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Tensor]:
+    """Masked per-pixel losses.
+
+    pred, target  dicts with ``depth`` [B, H, W], ``normal`` [B, H, W, 3], ``xyz`` [B, H, W, 3]
+                  (a key missing from ``pred`` is skipped)
+    mask          bool [B, H, W], object pixels
+    depth_mode    "shift_invariant": L1 after subtracting each image's masked mean depth, since
+                  the camera distance is not observable from a crop; "absolute": plain L1.
+    weights       per-term weights for ``loss`` (default 1 each)
+
+    Returns a dict of scalars: ``depth`` (L1, canonical units), ``normal`` (mean 1 - cosine),
+    ``xyz`` (mean L1 over the 3 coordinates) for the terms present, and ``loss``, the weighted sum.
+    Images without masked pixels contribute nothing.
+    """
+    if mask.dim() != 3:
+        raise ValueError(f"mask must be [B, H, W], got {tuple(mask.shape)}")
+    mask = mask.bool()
+    w = {"depth": 1.0, "normal": 1.0, "xyz": 1.0, **(weights or {})}
+    terms: dict[str, Tensor] = {}
+    if "depth" in pred:
+        pd, gd = pred["depth"], target["depth"].to(pred["depth"].dtype)
+        if depth_mode == "shift_invariant":
+            m = mask.to(pd.dtype)
+            count = m.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
+            pd = pd - (pd * m).sum(dim=(1, 2), keepdim=True) / count
+            gd = gd - (gd * m).sum(dim=(1, 2), keepdim=True) / count
+        elif depth_mode != "absolute":
+            raise ValueError(f"depth_mode must be 'shift_invariant' or 'absolute', got {depth_mode!r}")
+        terms["depth"] = _masked_mean((pd - gd).abs(), mask)
+    if "normal" in pred:
+        cos = F.cosine_similarity(pred["normal"], target["normal"].to(pred["normal"].dtype), dim=-1, eps=1e-6)
+        terms["normal"] = _masked_mean(1.0 - cos, mask)
+    if "xyz" in pred:
+        err = (pred["xyz"] - target["xyz"].to(pred["xyz"].dtype)).abs().mean(dim=-1)
+        terms["xyz"] = _masked_mean(err, mask)
+    if not terms:
+        raise ValueError("pred has none of 'depth', 'normal', 'xyz'")
+    terms["loss"] = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]
+    return terms

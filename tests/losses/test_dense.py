@@ -1,0 +1,103 @@
+"""losses/dense.py: pixel-point InfoNCE against hand-computed cases and a naive reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tango3d_core.losses.dense import pixel_point_infonce
+
+
+def test_identity_2x2_hand_computed() -> None:
+    s = 3.0
+    eye = torch.eye(2)[None]  # B=1, P=2, D=2: pixel i matches point i, orthogonal to the other
+    out = pixel_point_infonce(eye, eye, logit_scale=s)
+    expected = math.log(1 + math.exp(-s))  # -log(e^s / (e^s + e^0))
+    for key in ("loss", "pixel_to_point", "point_to_pixel"):
+        assert math.isclose(float(out[key]), expected, rel_tol=1e-6)
+    assert float(out["accuracy"]) == 1.0
+
+
+def test_negatives_come_from_other_shapes_too() -> None:
+    # B=2, P=1: the only negative of each pixel is the other shape's point.
+    pix = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    pts = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]])  # shape 1's point looks like shape 0's
+    out = pixel_point_infonce(pix, pts, logit_scale=1.0)
+    # pixel 0: logits [1, 1] -> log 2; pixel 1: logits [0, 0] -> log 2.
+    assert math.isclose(float(out["pixel_to_point"]), math.log(2), rel_tol=1e-6)
+    # point 0 vs pixels: [1, 0] -> log(1 + e^-1); point 1: [1, 0], target 1 -> log(1 + e^1).
+    assert math.isclose(float(out["point_to_pixel"]), 0.5 * (math.log(1 + math.e ** -1) + math.log(1 + math.e)), rel_tol=1e-6)
+
+
+def _naive(pix, pts, scale, valid, pos, ids, radius):
+    rows = [(b, i) for b in range(pix.shape[0]) for i in range(pix.shape[1]) if valid[b, i]]
+    def ce(query, keys_fn):
+        total = 0.0
+        for a, (b, i) in enumerate(rows):
+            logits = []
+            for c, (b2, j) in enumerate(rows):
+                near = a != c and ids[b] == ids[b2] and float((pos[b, i] - pos[b2, j]).norm()) < radius
+                if not near:
+                    logits.append((c, scale * float(query(b, i) @ keys_fn(b2, j))))
+            m = max(v for _, v in logits)
+            lse = m + math.log(sum(math.exp(v - m) for _, v in logits))
+            total += lse - dict(logits)[a]
+        return total / len(rows)
+    p2q = ce(lambda b, i: pix[b, i], lambda b, j: pts[b, j])
+    q2p = ce(lambda b, i: pts[b, i], lambda b, j: pix[b, j])
+    return p2q, q2p
+
+
+def test_matches_naive_reference_with_mask_and_ignore_radius() -> None:
+    g = torch.Generator().manual_seed(0)
+    b, p, d = 3, 5, 4
+    pix = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
+    pts = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
+    valid = torch.rand(b, p, generator=g) > 0.25
+    pos = torch.rand(b, p, 3, generator=g)
+    ids = torch.tensor([7, 3, 7])  # items 0 and 2 are the same shape
+    out = pixel_point_infonce(pix, pts, logit_scale=5.0, valid=valid, positions=pos, shape_ids=ids, ignore_radius=0.5)
+    p2q, q2p = _naive(pix, pts, 5.0, valid, pos, ids, 0.5)
+    assert math.isclose(float(out["pixel_to_point"]), p2q, rel_tol=1e-5)
+    assert math.isclose(float(out["point_to_pixel"]), q2p, rel_tol=1e-5)
+
+
+def test_coincident_same_shape_points_are_not_negatives() -> None:
+    feats = torch.nn.functional.normalize(torch.ones(1, 2, 3), dim=-1)  # identical features
+    pos = torch.zeros(1, 2, 3)  # the same surface point twice
+    out = pixel_point_infonce(feats, feats, logit_scale=10.0, positions=pos, ignore_radius=0.01)
+    assert float(out["loss"]) == 0.0
+    plain = pixel_point_infonce(feats, feats, logit_scale=10.0)
+    assert math.isclose(float(plain["loss"]), math.log(2), rel_tol=1e-6)
+
+
+def test_invalid_rows_are_dropped_and_empty_is_zero() -> None:
+    g = torch.Generator().manual_seed(1)
+    pix = torch.randn(2, 3, 4, generator=g)
+    pts = torch.randn(2, 3, 4, generator=g)
+    valid = torch.tensor([[True, False, True], [False, True, False]])
+    out = pixel_point_infonce(pix, pts, logit_scale=2.0, valid=valid)
+    ref = pixel_point_infonce(pix[valid][None], pts[valid][None], logit_scale=2.0)
+    assert torch.allclose(out["loss"], ref["loss"])
+    pix.requires_grad_(True)
+    empty = pixel_point_infonce(pix, pts, logit_scale=2.0, valid=torch.zeros(2, 3, dtype=torch.bool))
+    assert float(empty["loss"].detach()) == 0.0
+    empty["loss"].backward()  # still differentiable, gradient zero
+    assert torch.equal(pix.grad, torch.zeros_like(pix))
+
+
+def test_gradient_reaches_scale_and_features() -> None:
+    log_scale = torch.tensor(1.0, requires_grad=True)
+    pix = torch.randn(2, 4, 3, requires_grad=True)
+    pts = torch.randn(2, 4, 3, requires_grad=True)
+    pixel_point_infonce(pix, pts, logit_scale=log_scale.exp())["loss"].backward()
+    assert log_scale.grad is not None and pix.grad.abs().sum() > 0 and pts.grad.abs().sum() > 0
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=r"\[B, P, D\]"):
+        pixel_point_infonce(torch.randn(2, 3, 4), torch.randn(2, 3, 5), logit_scale=1.0)
+    with pytest.raises(ValueError, match="positions"):
+        pixel_point_infonce(torch.randn(1, 3, 4), torch.randn(1, 3, 4), logit_scale=1.0, ignore_radius=0.1)

@@ -1,0 +1,57 @@
+"""Shared tiny configurations so model tests run in milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
+
+
+def micro_config(**overrides) -> Tango3DConfig:
+    """A few-thousand-parameter model with every component of the real one."""
+    base = dict(
+        image=ImageEncoderConfig(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, dense_width=8),
+        shape=ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
+                             enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
+                             encoder_points=64),
+        dense_dim=8,
+        global_dim=12,
+        head_hidden=16,
+        text_projection="linear",
+        name="micro",
+    )
+    base.update(overrides)
+    return Tango3DConfig(**base)
+
+
+class FakeTextEncoder:
+    """Deterministic stand-in for MiniLM: a hash of the string -> a unit vector [384]."""
+
+    dim = 384
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)) % (2**31))
+            out.append(torch.nn.functional.normalize(torch.randn(384, generator=g), dim=0))
+        return torch.stack(out)
+
+
+@pytest.fixture
+def micro() -> Tango3DConfig:
+    return micro_config()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run each model test single-threaded: the tensors are tiny, and on a shared 2-core machine
+    OpenMP threads waiting for each other make such tests 10-20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,277 @@
+"""models/tango3d.py: training forwards and the public inference API on a micro config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from tango3d_core.models import ImageFeatures, ShapeFeatures, Tango3D, build_model
+from tango3d_core.models.ops import rotate_z
+
+from .conftest import FakeTextEncoder, micro_config
+
+
+@pytest.fixture
+def model() -> Tango3D:
+    torch.manual_seed(0)
+    m = Tango3D(micro_config())
+    m.set_text_encoder(FakeTextEncoder())
+    return m
+
+
+def make_batch(b: int = 2, h: int = 32, w: int = 32, n: int = 64, m: int = 20, seed: int = 0) -> dict:
+    """A random batch in the layout of notes/sample_format.md."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(b, h, w, dtype=torch.bool)
+    mask[:, 8:24, 6:20] = True
+    xyz = (torch.rand(b, h, w, 3, generator=g) - 0.5) * mask[..., None]
+    normal = torch.nn.functional.normalize(torch.randn(b, h, w, 3, generator=g), dim=-1) * mask[..., None]
+    yaw = torch.rand(b, generator=g) * 2 * math.pi
+    canonical = torch.rand(b, n, 3, generator=g) - 0.5
+    return {
+        "image": torch.rand(b, 3, h, w, generator=g),
+        "mask": mask,
+        "depth": torch.rand(b, h, w, generator=g) * mask,
+        "xyz": xyz,
+        "normal": normal,
+        "points": rotate_z(canonical, yaw),
+        "normals": rotate_z(torch.nn.functional.normalize(canonical, dim=-1), yaw),
+        "yaw": yaw,
+        "occ_points": torch.rand(b, m, 3, generator=g) - 0.5,
+        "occ_labels": (torch.rand(b, m, generator=g) > 0.5).float(),
+        "shape_index": torch.arange(b),
+        "caption": [f"shape {i}" for i in range(b)],
+    }
+
+
+def _grads(model: Tango3D) -> set[str]:
+    return {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_build_model_presets_and_errors() -> None:
+    tiny = build_model("tiny")
+    assert tiny.config.name == "tiny" and tiny.dense_dim == 64 and tiny.global_dim == 384
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_model("huge")
+    with pytest.raises(TypeError):
+        build_model({"dense_dim": 3})  # type: ignore[arg-type]
+
+
+def test_point_head_starts_as_occupancy_decoder(model: Tango3D) -> None:
+    a = model.point_head.query.state_dict()
+    b = model.shape_vae.occ_decoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_forward_geometry(model: Tango3D) -> None:
+    out = model.forward_geometry(make_batch())
+    assert out["depth"].shape == (2, 32, 32) and out["normal"].shape == out["xyz"].shape == (2, 32, 32, 3)
+    assert {"loss", "loss_depth", "loss_normal", "loss_xyz"} <= set(out)
+    out["loss"].backward()
+    assert {"image_encoder", "geometry_head"} <= _grads(model)
+    assert "shape_vae" not in _grads(model)
+
+
+def test_forward_vae(model: Tango3D) -> None:
+    out = model.forward_vae(make_batch(), generator=torch.Generator().manual_seed(0))
+    assert out["logits"].shape == (2, 20) and out["mean"].shape == (2, 8, 4)
+    assert {"loss", "loss_occupancy", "loss_kl", "occ_accuracy", "occ_iou"} <= set(out)
+    out["loss"].backward()
+    assert _grads(model) == {"shape_vae"}
+
+
+def test_forward_align_shapes_and_correspondence(model: Tango3D) -> None:
+    batch = make_batch()
+    out = model.forward_align(batch, num_pixels=16, generator=torch.Generator().manual_seed(0))
+    assert out["pixel_features"].shape == out["point_features"].shape == (2, 16, 8)
+    assert out["image_global"].shape == out["shape_global"].shape == out["text_global"].shape == (2, 12)
+    assert out["valid"].all()
+    # The 3D query of each sampled pixel is its canonical xyz rotated by the shape's yaw.
+    xy = out["pixel_xy"].long()
+    for b in range(2):
+        assert batch["mask"][b, xy[b, :, 1], xy[b, :, 0]].all()
+        expected = rotate_z(batch["xyz"][b, xy[b, :, 1], xy[b, :, 0]][None], batch["yaw"][b:b + 1])[0]
+        assert torch.allclose(out["point_xyz"][b], expected, atol=1e-6)
+    for key in ("pixel_features", "point_features"):
+        assert torch.allclose(out[key].norm(dim=-1), torch.ones(2, 16), atol=1e-5)
+    out["loss"].backward()
+    assert {"image_encoder", "dense_head", "point_head", "image_global_head", "shape_global_head",
+            "text_projection", "logit_scale_dense", "logit_scale_global"} <= _grads(model)
+
+
+def test_forward_align_uses_precomputed_text_embeddings(model: Tango3D) -> None:
+    batch = make_batch()
+    batch["text_embedding"] = FakeTextEncoder().encode(batch.pop("caption"))
+    out = model.forward_align(batch, num_pixels=8)
+    assert out["text_global"].shape == (2, 12)
+    assert model.text_encoder.calls == []  # type: ignore[attr-defined]
+    no_text = model.forward_align(make_batch(), num_pixels=8, use_text=False)
+    assert "text_global" not in no_text and "global_image_text" not in no_text
+
+
+def test_forward_combined_losses(model: Tango3D) -> None:
+    weights = {"geometry": 1.0, "vae": 0.5, "dense": 2.0, "global": 0.25}
+    out = model(make_batch(), losses=weights, generator=torch.Generator().manual_seed(0))
+    assert next(iter(out)) == "total"
+    assert all(v.dim() == 0 for v in out.values())  # scalars only, for the logging loop
+    expected = sum(w * out[k] for k, w in weights.items())
+    assert torch.allclose(out["total"], expected)
+    out["total"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    only = model(make_batch(), losses={"dense": 1.0, "vae": 0.0})
+    assert "vae" not in only and "global" not in only and torch.allclose(only["total"], only["dense"])
+    with pytest.raises(ValueError, match="unknown loss"):
+        model(make_batch(), losses={"dense": 1.0, "chamfer": 1.0})
+    with pytest.raises(ValueError, match="non-zero"):
+        model(make_batch(), losses={"dense": 0.0})
+
+
+def test_missing_batch_key_is_clear(model: Tango3D) -> None:
+    batch = make_batch()
+    del batch["yaw"]
+    with pytest.raises(KeyError, match="yaw"):
+        model.forward_align(batch)
+
+
+# ----------------------------------------------------------------- inference API
+
+
+def _check_unit(t: torch.Tensor, dim: int) -> None:
+    assert t.dtype == torch.float32 and t.device.type == "cpu"
+    assert torch.allclose(t.norm(dim=dim), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode, size", [("RGB", (32, 32)), ("RGBA", (37, 91)), ("L", (91, 37)), ("P", (5, 3)),
+                                        ("1", (1, 1)), ("CMYK", (64, 48))])
+def test_encode_image_any_size_and_mode(model: Tango3D, mode: str, size: tuple[int, int]) -> None:
+    rgb = Image.fromarray((np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8))
+    feats = model.encode_image(rgb.convert(mode))
+    assert isinstance(feats, ImageFeatures)
+    assert feats.image_size == size and (feats.width, feats.height) == size
+    mw, mh = feats.model_size
+    assert mw % 8 == 0 and mh % 8 == 0 and max(mw, mh) == 32
+    assert feats.dense.shape == (8, mh // 4, mw // 4)
+    _check_unit(feats.dense, 0)
+    _check_unit(feats.global_embedding, 0)
+    assert feats.global_embedding.shape == (12,)
+    xy = torch.tensor([[0.0, 0.0], [size[0] - 1.0, size[1] - 1.0], [size[0] / 2, size[1] / 3]])
+    _check_unit(feats.sample(xy), 1)
+
+
+def test_encode_image_deterministic_and_bad_input(model: Tango3D) -> None:
+    img = Image.new("RGB", (20, 30), (10, 200, 30))
+    a, b = model.encode_image(img), model.encode_image(img)
+    assert torch.equal(a.dense, b.dense)
+    with pytest.raises(TypeError, match="PIL"):
+        model.encode_image(np.zeros((8, 8, 3), dtype=np.uint8))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1x1"):
+        model.encode_image(Image.new("RGB", (0, 4)))
+
+
+def _box(scale: float = 1.0, offset=(0.0, 0.0, 0.0)) -> trimesh.Trimesh:
+    mesh = trimesh.creation.box(extents=(0.6, 0.3, 0.4))
+    mesh.apply_scale(scale)
+    mesh.apply_translation(offset)
+    return mesh
+
+
+def test_encode_shape_outputs(model: Tango3D) -> None:
+    mesh = _box(3.0, (5.0, -2.0, 1.0))
+    shp = model.encode_shape(mesh, num_points=300, seed=0)
+    assert isinstance(shp, ShapeFeatures)
+    assert shp.points.shape == shp.normals.shape == (300, 3)
+    assert shp.dense.shape == (300, 8) and shp.global_embedding.shape == (12,)
+    _check_unit(shp.dense, 1)
+    _check_unit(shp.normals, 1)
+    _check_unit(shp.global_embedding, 0)
+    lo, hi = torch.tensor(mesh.bounds, dtype=torch.float32)
+    assert ((shp.points >= lo - 1e-5) & (shp.points <= hi + 1e-5)).all()  # mesh's own coordinates
+    assert torch.allclose(shp.query(shp.points[:10]), shp.dense[:10], atol=1e-5)
+    assert shp.query([[5.0, -2.0, 1.0]]).shape == (1, 8)
+
+
+def test_encode_shape_seeded_and_frame_invariant(model: Tango3D) -> None:
+    a = model.encode_shape(_box(), num_points=200, seed=3)
+    b = model.encode_shape(_box(), num_points=200, seed=3)
+    c = model.encode_shape(_box(), num_points=200, seed=4)
+    assert torch.equal(a.points, b.points) and torch.equal(a.dense, b.dense)
+    assert not torch.equal(a.points, c.points)
+    # Moved and scaled, the same shape gets the same features (canonical frame inside).
+    moved = model.encode_shape(_box(2.5, (1.0, 2.0, 3.0)), num_points=200, seed=3)
+    assert torch.allclose(moved.points, a.points * 2.5 + torch.tensor([1.0, 2.0, 3.0]), atol=1e-4)
+    assert torch.allclose(moved.dense, a.dense, atol=1e-4)
+    assert torch.allclose(moved.global_embedding, a.global_embedding, atol=1e-4)
+
+
+def test_encode_shape_fewer_points_than_latents(model: Tango3D) -> None:
+    shp = model.encode_shape(_box(), num_points=3)
+    assert shp.dense.shape == (3, 8)
+
+
+@pytest.mark.parametrize(
+    "mesh, kwargs, err, match",
+    [
+        ("not a mesh", {}, TypeError, "Trimesh"),
+        (trimesh.Scene(), {}, TypeError, "Scene"),
+        (trimesh.Trimesh(), {}, ValueError, "no faces"),
+        (trimesh.Trimesh(vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2]]), {}, ValueError, "area"),
+        (None, {"num_points": 0}, ValueError, "positive integer"),
+        (None, {"num_points": 2.5}, ValueError, "positive integer"),
+    ],
+)
+def test_encode_shape_bad_input(model: Tango3D, mesh, kwargs, err, match) -> None:
+    with pytest.raises(err, match=match):
+        model.encode_shape(_box() if mesh is None else mesh, **kwargs)
+
+
+def test_encode_text(model: Tango3D) -> None:
+    emb = model.encode_text(["a chair", "a table"])
+    assert emb.shape == (2, 12)
+    _check_unit(emb, 1)
+    with pytest.raises(TypeError, match="single str"):
+        model.encode_text("a chair")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        model.encode_text([])
+
+
+def test_match_pixel(model: Tango3D) -> None:
+    img = model.encode_image(Image.new("RGB", (40, 24), (120, 60, 200)))
+    shp = model.encode_shape(_box(), num_points=50)
+    sims = model.match_pixel(img, shp, (3.0, 7.0))
+    assert sims.shape == (50,) and sims.dtype == torch.float32
+    assert torch.allclose(sims, shp.dense @ img.sample([[3.0, 7.0]])[0], atol=1e-6)
+    assert float(sims.abs().max()) <= 1.0 + 1e-5
+    assert torch.allclose(model.match_pixel(img, shp, np.array([3, 7])), sims)
+    with pytest.raises(TypeError, match="ImageFeatures"):
+        model.match_pixel(shp, img, (0, 0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one"):
+        model.match_pixel(img, shp, (1.0, 2.0, 3.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="outside"):
+        model.match_pixel(img, shp, (40.0, 0.0))
+
+
+def test_output_device_argument(model: Tango3D) -> None:
+    img = model.encode_image(Image.new("RGB", (16, 16)), device="cpu")
+    assert img.dense.device.type == "cpu"
+    assert model.encode_text(["x"], device=torch.device("cpu")).device.type == "cpu"
+
+
+def test_all_losses_decrease_when_overfitting_one_batch(model: Tango3D) -> None:
+    torch.manual_seed(0)
+    batch = make_batch()
+    weights = {"geometry": 1.0, "vae": 1.0, "dense": 1.0, "global": 1.0}
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(25):
+        out = model(batch, losses=weights, generator=torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+        history.append({k: float(out[k].detach()) for k in weights})
+    for name in weights:
+        assert history[-1][name] < 0.9 * history[0][name], (name, history[0][name], history[-1][name])
