@@ -19,6 +19,7 @@ saved beside each stage's logs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -82,3 +83,75 @@ class StageSpec:
         if slow:
             groups.append({"params": slow, "lr": self.lr * self.slow_lr_scale, "lr_scale": self.slow_lr_scale})
         return [g for g in groups if g["params"]]
+
+
+# Prefixes of the model's parameter groups (see models/tango3d.py).
+_IMAGE_ENCODER = ("image_encoder.",)
+_GEOMETRY = ("geometry_head.",)
+_VAE = ("shape_vae.",)
+_DENSE_HEADS = ("dense_head.", "point_head.", "logit_scale_dense")
+_GLOBAL_HEADS = ("image_global_head.", "shape_global_head.", "logit_scale_global")
+
+# Steps per stage for each preset, sized so `tiny` trains on 2 CPU cores in about an
+# hour; `base` is meant for one GPU.
+_STEPS = {
+    "tiny": {"pretrain": 800, "local": 500, "global": 300, "joint": 500},
+    "base": {"pretrain": 20000, "local": 8000, "global": 6000, "joint": 10000},
+}
+_LR = {"tiny": 1e-3, "base": 3e-4}
+_BATCH = {"tiny": 16, "base": 64}
+
+
+def default_schedule(
+    preset: str,
+    *,
+    kind: Literal["progressive", "single-stage", "global-only"] = "progressive",
+    steps_scale: float = 1.0,
+) -> list[StageSpec]:
+    """The stage list for ``preset``.
+
+    ``progressive`` is the paper's schedule (stage 0 pretraining, then local, global,
+    joint). The two ablations use the same stage 0 and the same total number of
+    alignment steps: ``single-stage`` trains everything jointly from the start;
+    ``global-only`` drops the dense objective.
+    """
+    if preset not in _STEPS:
+        raise ValueError(f"no schedule for preset {preset!r}; choose from {sorted(_STEPS)}")
+    if steps_scale <= 0:
+        raise ValueError("steps_scale must be positive")
+    st = {k: max(1, round(v * steps_scale)) for k, v in _STEPS[preset].items()}
+    lr, bs = _LR[preset], _BATCH[preset]
+    warm = lambda n: max(1, min(100, n // 10))  # noqa: E731
+    pretrain = StageSpec(
+        name="pretrain", steps=st["pretrain"], lr=lr, warmup=warm(st["pretrain"]),
+        trainable=_IMAGE_ENCODER + _GEOMETRY + _VAE,
+        loss_weights=(("geometry", 1.0), ("vae", 1.0)), batch_size=bs,
+        extra={"index": 0, "init_point_head_after": True, "num_points": 2048, "num_occ": 2048},
+    )
+    align = {"index": 1, "num_points": 2048, "num_occ": 1024, "num_pixels": 256}
+    if kind == "progressive":
+        return [
+            pretrain,
+            StageSpec(name="local", steps=st["local"], lr=lr, warmup=warm(st["local"]),
+                      trainable=_DENSE_HEADS, loss_weights=(("dense", 1.0),), batch_size=bs, extra=dict(align)),
+            StageSpec(name="global", steps=st["global"], lr=lr, warmup=warm(st["global"]),
+                      trainable=_DENSE_HEADS + _GLOBAL_HEADS, loss_weights=(("dense", 1.0), ("global", 1.0)),
+                      batch_size=bs, extra={**align, "index": 2}),
+            StageSpec(name="joint", steps=st["joint"], lr=lr * 0.5, warmup=warm(st["joint"]),
+                      trainable=_DENSE_HEADS + _GLOBAL_HEADS + _GEOMETRY, slow=_IMAGE_ENCODER + _VAE,
+                      slow_lr_scale=0.1,
+                      loss_weights=(("dense", 1.0), ("global", 1.0), ("geometry", 0.2), ("vae", 0.2)),
+                      batch_size=bs, extra={**align, "index": 3}),
+        ]
+    total = st["local"] + st["global"] + st["joint"]
+    if kind == "single-stage":
+        return [pretrain, StageSpec(
+            name="single", steps=total, lr=lr, warmup=warm(total),
+            trainable=_DENSE_HEADS + _GLOBAL_HEADS + _GEOMETRY + _IMAGE_ENCODER + _VAE,
+            loss_weights=(("dense", 1.0), ("global", 1.0), ("geometry", 0.2), ("vae", 0.2)),
+            batch_size=bs, extra=align)]
+    if kind == "global-only":
+        return [pretrain, StageSpec(
+            name="global_only", steps=total, lr=lr, warmup=warm(total), trainable=_GLOBAL_HEADS,
+            loss_weights=(("global", 1.0),), batch_size=bs, extra=align)]
+    raise ValueError(f"unknown schedule kind {kind!r}")

@@ -1,0 +1,182 @@
+"""``python -m tango3d_core.train``: one command runs every stage.
+
+Builds the training shards if they are missing, runs stage 0 (geometry + VAE
+pretraining) and the three progressive stages, then exports the final model as
+a self-describing checkpoint (safetensors + config.json). Every stage resumes
+from ``OUT/<stage>/latest`` when rerun, writes ``log.csv`` and its resolved
+``config.json``; the whole run's resolved arguments go to ``OUT/run.json``.
+
+Multi-GPU / multi-process: launch with ``torchrun --nproc_per_node=N -m
+tango3d_core.train ...``; each process reads its own part of every epoch
+(DistributedSampler) and gradients are averaged by DDP (NCCL on CUDA, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from ..config import Tango3DConfig, get_preset
+from ..data.dataset import ShardDataset, build_shards
+from ..models.checkpoint import load_state_dict_strict, save_checkpoint
+from ..models.tango3d import Tango3D, build_model
+from .loop import is_main_process, run_stage
+from .stages import StageSpec, default_schedule
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tango3d_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny", help="model preset: tiny (CPU, bundled) or base (GPU)")
+    p.add_argument("--model-config", default=None,
+                   help="JSON model config replacing the preset's architecture (the schedule still follows --preset)")
+    p.add_argument("--out", default="runs/tiny", help="run directory (stages, logs, resumable state)")
+    p.add_argument("--data", default="data_cache/train", help="shard directory; built here if missing")
+    p.add_argument("--shapes-per-category", type=int, default=40, help="training shapes per category")
+    p.add_argument("--views", type=int, default=6, help="views per training shape")
+    p.add_argument("--resolution", type=int, default=128, help="training render resolution (pixels)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="model input size (longest side); default = --resolution")
+    p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
+    p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
+                   help="progressive (the paper's), or an ablation baseline at equal total steps")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
+    p.add_argument("--batch-size", type=int, default=None, help="override every stage's batch size")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", default=None, help="write the final checkpoint here (e.g. assets/checkpoint)")
+    p.add_argument("--export-dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p.parse_args(argv)
+
+
+def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device.startswith("cuda") and world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device(device)
+
+
+def _batches(ds: ShardDataset, *, batch_size: int, workers: int, seed: int, world: int, rank: int) -> Iterator[dict]:
+    """Endless iterator over shuffled batches; a new augmentation draw every epoch."""
+    epoch = 0
+    while True:
+        ds.set_epoch(epoch)
+        if world > 1:
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            g = torch.Generator().manual_seed(seed * 1000 + epoch)
+            sampler = RandomSampler(ds, generator=g)
+        loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
+                            persistent_workers=False)
+        yield from loader
+        epoch += 1
+
+
+def _save_weights(model: torch.nn.Module, directory: Path) -> None:
+    save_checkpoint(model, directory)
+
+
+def _load_weights(model: torch.nn.Module, directory: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(directory / "model.safetensors"), device=str(next(model.parameters()).device))
+    load_state_dict_strict(model, state)
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run the requested stages; return the directory of the final weights."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank, world, device = _setup_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    data = Path(args.data)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps({**vars(args), "world_size": world}, indent=1))
+        # Resumable and hash-checked: shards that already exist are skipped.
+        build_shards(data, split="train", shapes_per_category=args.shapes_per_category,
+                     views_per_shape=args.views, resolution=args.resolution, points_per_shape=8192,
+                     occ_per_shape=8192, shard_size=32, workers=max(1, args.workers + 1),
+                     seed=args.seed, progress=not args.no_progress)
+    if dist.is_initialized():
+        dist.barrier()
+
+    cfg = Tango3DConfig.from_json(Path(args.model_config).read_text()) if args.model_config else get_preset(args.preset)
+    image_size = args.image_size or args.resolution
+    cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
+    model: Tango3D = build_model(cfg).to(device)
+
+    ddp_wrap = None
+    if world > 1:
+        def ddp_wrap(m: torch.nn.Module) -> torch.nn.Module:
+            return torch.nn.parallel.DistributedDataParallel(
+                m, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+
+    wanted = {int(s) for s in args.stages.split(",") if s.strip()}
+    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
+    last_dir = None
+    for i, spec in enumerate(schedule):
+        if args.batch_size:
+            spec = dataclasses.replace(spec, batch_size=args.batch_size)
+        stage_dir = out / f"{spec.extra.get('index', i)}_{spec.name}"
+        if spec.extra.get("index", i) not in wanted:
+            if (stage_dir / "latest" / "model.safetensors").exists():
+                _load_weights(model, stage_dir / "latest")
+                last_dir = stage_dir / "latest"
+            continue
+        ds = ShardDataset(data, "train", augment=True, seed=args.seed, num_points=spec.extra.get("num_points", 2048),
+                          num_occ=spec.extra.get("num_occ", 2048))
+        batches = _batches(ds, batch_size=spec.batch_size, workers=args.workers, seed=args.seed + i, world=world,
+                           rank=rank)
+        weights = spec.weights
+
+        def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
+            return m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256))
+
+        t0 = time.time()
+        run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=_save_weights, load_fn=_load_weights,
+                  ddp_wrap=ddp_wrap)
+        if is_main_process():
+            print(f"stage {spec.name}: {time.time() - t0:.0f} s", flush=True)
+        if spec.extra.get("init_point_head_after"):
+            # The point head starts from the trained occupancy decoder, not a random one.
+            model.init_point_head_from_vae()
+        last_dir = stage_dir / "latest"
+
+    if args.export and is_main_process():
+        dtype = torch.float16 if args.export_dtype == "float16" else torch.float32
+        save_checkpoint(model, args.export, dtype=dtype, extra={
+            "trained_by": "python -m tango3d_core.train " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)),
+            "schedule": [dataclasses.asdict(s) for s in schedule],
+        })
+        print(f"exported {args.export}", flush=True)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return Path(args.export) if args.export else (last_dir or out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
