@@ -517,16 +517,17 @@ def test_large_mesh_loads_fast_and_decimates(tmp_path, capsys):
     path = tmp_path / "large.ply"
     ref.export(path)  # binary PLY, ~27 MB
 
-    t0 = time.perf_counter()
+    # CPU time, not wall time: CI machines are shared, and the claim is about our work.
+    t0 = time.process_time()
     full = load_mesh(path, max_faces=2_000_000)
-    t_full = time.perf_counter() - t0
+    t_full = time.process_time() - t0
     assert len(full.faces) == 1_310_720 and "decimated_from" not in full.metadata
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     mesh = load_mesh(path)  # default cap: 1M faces
-    t_capped = time.perf_counter() - t0
+    t_capped = time.process_time() - t0
     with capsys.disabled():
-        print(f"\n1.3M-face binary PLY: {t_full:.2f} s under the cap, {t_capped:.2f} s with decimation to 1M")
+        print(f"\n1.3M-face binary PLY: {t_full:.2f} s CPU under the cap, {t_capped:.2f} s CPU with decimation to 1M")
     assert t_full < 10.0 and t_capped < 10.0
     assert mesh.metadata["decimated_from"] == 1_310_720
     assert 900_000 <= len(mesh.faces) <= meshio.MAX_FACES
