@@ -37,7 +37,7 @@ FORMAT_NAME = "tango3d-checkpoint"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 # How the bundled checkpoint is produced; quoted in the error when it is missing.
-BUILD_COMMAND = "python -m tango3d_core.train --preset tiny --out assets/checkpoint"
+BUILD_COMMAND = "python -m tango3d_core.train --preset tiny --out runs/tiny --workers 1 --export assets/checkpoint"
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 
 
