@@ -1,0 +1,84 @@
+"""Learning curves of a run: ``python -m tango3d_core.train.plot RUN_DIR --out docs/img/learning_curves``.
+
+Reads every stage's ``log.csv`` and draws the main loss terms against the global
+step (stages laid end to end), as plotly HTML and, when kaleido works, PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+# The terms worth a panel each, in display order; others are diagnostics.
+PANELS: tuple[tuple[str, str], ...] = (
+    ("geometry", "2D geometry loss"),
+    ("vae_iou", "VAE occupancy IoU"),
+    ("dense", "dense InfoNCE"),
+    ("dense_accuracy", "dense top-1 accuracy"),
+    ("global", "global contrastive"),
+    ("total", "total loss"),
+)
+
+
+def read_run(run_dir: str | Path) -> list[tuple[str, list[dict[str, float]]]]:
+    """[(stage folder name, rows)] in stage order; a step logged twice keeps its last row."""
+    out = []
+    for d in sorted(p for p in Path(run_dir).iterdir() if (p / "log.csv").exists()):
+        rows: dict[int, dict[str, float]] = {}
+        with open(d / "log.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                if r.get("step") == "step":  # a header repeated by an appended rerun
+                    continue
+                rows[int(r["step"])] = {k: float(v) for k, v in r.items() if v not in ("", None)}
+        out.append((d.name, [rows[k] for k in sorted(rows)]))
+    return out
+
+
+def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
+    """Write ``out_stem.html`` (and ``out_stem.png`` when possible); return the paths written."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    stages = read_run(run_dir)
+    if not stages:
+        raise FileNotFoundError(f"no stage log.csv under {run_dir}")
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in PANELS])
+    offset = 0
+    for si, (name, rows) in enumerate(stages):
+        for pi, (key, _) in enumerate(PANELS):
+            xs = [offset + r["step"] for r in rows if key in r]
+            ys = [r[key] for r in rows if key in r]
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name,
+                                         showlegend=pi == 0 or key == "dense", line={"color": _COLOURS[si % 4]}),
+                              row=pi // 3 + 1, col=pi % 3 + 1)
+        offset += int(rows[-1]["step"]) if rows else 0
+    fig.update_layout(title=f"Learning curves: {Path(run_dir).name}", height=500, width=900)
+    fig.update_xaxes(title_text="global step")
+    out = Path(out_stem)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [out.with_suffix(".html")]
+    fig.write_html(written[0], include_plotlyjs="cdn")
+    from ..eval.report import _export_png  # one kaleido code path for every figure
+
+    if _export_png([fig], [out.with_suffix(".png")]) is None:
+        written.append(out.with_suffix(".png"))
+    return written
+
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tango3d_core.train.plot", description=__doc__)
+    p.add_argument("run_dir")
+    p.add_argument("--out", default="docs/img/learning_curves", help="output path without suffix")
+    a = p.parse_args(argv)
+    for path in plot_run(a.run_dir, a.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
