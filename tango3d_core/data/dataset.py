@@ -47,9 +47,36 @@ float16 depth map (float16 at z ~ 2 has steps of 2e-3; xyz in [-0.5, 0.5] has 2.
 Read
 ----
 :class:`ShardDataset` (map-style) and :class:`OnTheFlyDataset` (iterable, renders
-as it goes) yield examples in the format of ``notes/sample_format.md``;
+as it goes) yield examples in the format below;
 :func:`load_split` gives un-augmented per-shape records for evaluation.
-"""
+
+Example format
+--------------
+One example = one shape + one rendered view; collation stacks the tensors::
+
+    image          float32 [3, H, W]  RGB in [0, 1], after colour/background/crop jitter
+    mask           bool    [H, W]     object pixels
+    depth          float32 [H, W]     camera-space z (mesh units, shape diagonal 1), 0 off mask
+    xyz            float32 [H, W, 3]  surface point per pixel, CANONICAL coords, 0 off mask
+    normal         float32 [H, W, 3]  unit normal, canonical coords, 0 off mask
+    part_id        int64   [H, W]     -1 off mask
+    points         float32 [N, 3]     surface samples, rotated by ``yaw`` about +Z, then
+                                      re-normalised: (R_z(yaw) p - shape_center) * shape_scale
+    normals        float32 [N, 3]     their normals, rotated likewise
+    point_parts    int64   [N]
+    yaw            float32 []         radians
+    shape_center   float32 [3]        bbox centre of the rotated shape (before scaling)
+    shape_scale    float32 []         1 / bbox diagonal of the rotated shape
+    occ_points     float32 [M, 3]     occupancy queries, transformed like ``points``
+    occ_labels     float32 [M]        1 inside, 0 outside
+    shape_index    int64   []         id of the shape within its split
+    category_index int64   []         index into ``shapes.CATEGORIES``
+    caption, category  str
+
+A masked pixel p sees canonical point ``xyz[p]``; the 3D branch sees the rotated,
+re-normalised shape, so the matching 3D query is
+``(R_z(yaw) xyz[p] - shape_center) * shape_scale``. The 3D side has a query decoder,
+so any xyz gets a feature: training needs no nearest-neighbour search."""
 
 from __future__ import annotations
 
@@ -908,7 +935,7 @@ def _make_example(
     rng: np.random.Generator,
     seed: int,
 ) -> dict[str, Any]:
-    """One training example (see notes/sample_format.md) from stored arrays."""
+    """One training example (see "Example format" in the module docstring) from stored arrays."""
     K = shape_arr["cam_K"][view_index]
     R = shape_arr["cam_R"][view_index]
     eye = shape_arr["cam_eye"][view_index]
@@ -945,9 +972,16 @@ def _make_example(
 
     yaw = _yaw_for(aug, rng, seed, meta["shape_index"])
     Rz = rotation_z(yaw).astype(np.float32)
-    points = shape_arr["points"][pi].astype(np.float32) @ Rz.T
+    # After the yaw, re-normalise to the rotated shape's own bounding box (centre 0,
+    # diagonal 1): that is all inference can do with a mesh in an unknown pose
+    # (`Tango3D.encode_shape`), so the 3D branch must train on the same frame.
+    pool = shape_arr["points"].astype(np.float32) @ Rz.T
+    lo, hi = pool.min(0), pool.max(0)
+    center = (lo + hi) / 2
+    scale = np.float32(1.0 / max(float(np.linalg.norm(hi - lo)), 1e-9))
+    points = (pool[pi] - center) * scale
     normals = _dequantize_unit(shape_arr["normals"][pi]) @ Rz.T
-    occ = shape_arr["occ_points"][oi].astype(np.float32) @ Rz.T
+    occ = (shape_arr["occ_points"][oi].astype(np.float32) @ Rz.T - center) * scale
 
     ex: dict[str, Any] = {
         "image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)),
@@ -960,6 +994,8 @@ def _make_example(
         "normals": torch.from_numpy(np.ascontiguousarray(normals, dtype=np.float32)),
         "point_parts": torch.from_numpy(shape_arr["point_parts"][pi].astype(np.int64)),
         "yaw": torch.tensor(yaw, dtype=torch.float32),
+        "shape_center": torch.from_numpy(center.astype(np.float32)),
+        "shape_scale": torch.tensor(scale, dtype=torch.float32),
         "occ_points": torch.from_numpy(np.ascontiguousarray(occ, dtype=np.float32)),
         "occ_labels": torch.from_numpy(shape_arr["occ_labels"][oi].astype(np.float32)),
         "shape_index": torch.tensor(meta["shape_index"], dtype=torch.int64),

@@ -13,7 +13,7 @@ Module names (parameter prefixes, used by the training stages to freeze / train 
     text_projection            optional trainable map on the frozen text embedding
     logit_scale_dense, logit_scale_global   learnable, clamped contrastive scales
 
-Training entry points take a collated batch in the layout of ``notes/sample_format.md``:
+Training entry points take a collated batch in the layout of ``tango3d_core.data.dataset (its "Example format")``:
 ``forward_geometry``, ``forward_vae``, ``forward_align`` return predictions plus named loss
 terms; ``forward(batch, losses={...})`` computes any combination with shared encoder passes and
 returns scalars only (``total`` first), which is what an optimisation loop (and DDP) wants.
@@ -298,6 +298,10 @@ class Tango3D(nn.Module):
         pix = F.normalize(sample_map_at_pixels(img["dense"], xy, (w, h)), dim=-1, eps=1e-6)
         canonical = xyz_map[torch.arange(b, device=dev)[:, None], rc[..., 0], rc[..., 1]]  # [B, P, 3]
         query = rotate_z(canonical, _get(batch, "yaw", dev).reshape(b))
+        if batch.get("shape_center") is not None:
+            # the 3D input was re-normalised after the yaw (see data.dataset); follow it
+            query = (query - _get(batch, "shape_center", dev).reshape(b, 1, 3)) * _get(
+                batch, "shape_scale", dev).reshape(b, 1, 1)
         pts = self.point_features(shp["tokens"], query)
         scale = self.logit_scale_dense()
         shape_ids = batch.get("shape_index")
@@ -447,7 +451,7 @@ def sample_mesh_surface(mesh: Any, count: int, *, seed: int = 0) -> tuple[Tensor
 
 def _get(batch: Mapping[str, Any], key: str, device: torch.device) -> Tensor:
     if key not in batch:
-        raise KeyError(f"batch has no {key!r} (see notes/sample_format.md); it has {sorted(batch)}")
+        raise KeyError(f"batch has no {key!r} (see 'Example format' in tango3d_core.data.dataset); it has {sorted(batch)}")
     value = batch[key]
     t = value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
     return t.to(device)

@@ -189,6 +189,8 @@ FORMAT = {
     "normals": (torch.float32, lambda H, N, M: (N, 3)),
     "point_parts": (torch.int64, lambda H, N, M: (N,)),
     "yaw": (torch.float32, lambda H, N, M: ()),
+    "shape_center": (torch.float32, lambda H, N, M: (3,)),
+    "shape_scale": (torch.float32, lambda H, N, M: ()),
     "occ_points": (torch.float32, lambda H, N, M: (M, 3)),
     "occ_labels": (torch.float32, lambda H, N, M: (M,)),
     "shape_index": (torch.int64, lambda H, N, M: ()),
@@ -238,8 +240,9 @@ def test_correspondence_holds_after_augmentation(built: Path):
         pts = ex["points"].numpy()
         tree = cKDTree(pts)
         xyz = ex["xyz"][ex["mask"]].numpy().astype(np.float64)
-        good.append(tree.query(xyz @ D.rotation_z(yaw).T)[0])
-        control.append(tree.query(xyz @ D.rotation_z(yaw + 0.6).T)[0])
+        c, k = ex["shape_center"].numpy(), float(ex["shape_scale"])
+        good.append(tree.query((xyz @ D.rotation_z(yaw).T - c) * k)[0])
+        control.append(tree.query((xyz @ D.rotation_z(yaw + 0.6).T - c) * k)[0])
         # points/normals/occ share the rotation: normals stay unit and the occupancy
         # queries keep the stored z.
         assert np.allclose(np.linalg.norm(ex["normals"].numpy(), axis=1), 1, atol=1e-4)
@@ -256,9 +259,15 @@ def test_points_are_the_stored_pool_rotated(built: Path):
     ex = ds[2]  # shape 1, view 0
     R = D.rotation_z(0.7)
     assert float(ex["yaw"]) == pytest.approx(0.7)
-    assert np.allclose(ex["points"].numpy(), rec.points @ R.T, atol=1e-6)
+    # rotated, then re-normalised to the rotated pool's own bbox (centre 0, diagonal 1)
+    pool = rec.points @ R.T
+    lo, hi = pool.min(0), pool.max(0)
+    c, k = (lo + hi) / 2, 1 / np.linalg.norm(hi - lo)
+    np.testing.assert_allclose(ex["shape_center"].numpy(), c, atol=1e-6)
+    assert float(ex["shape_scale"]) == pytest.approx(k, rel=1e-6)
+    assert np.allclose(ex["points"].numpy(), (pool - c) * k, atol=1e-5)
     assert np.allclose(ex["normals"].numpy(), rec.normals @ R.T, atol=1e-6)
-    assert np.allclose(ex["occ_points"].numpy(), rec.occ_points @ R.T, atol=1e-6)
+    assert np.allclose(ex["occ_points"].numpy(), (rec.occ_points @ R.T - c) * k, atol=1e-5)
     assert np.array_equal(ex["occ_labels"].numpy(), rec.occ_labels)
     # The image side is untouched by the yaw: canonical xyz, as stored.
     assert np.array_equal(ex["xyz"].numpy(), rec.views[0].xyz)

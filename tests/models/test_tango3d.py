@@ -25,7 +25,7 @@ def model() -> Tango3D:
 
 
 def make_batch(b: int = 2, h: int = 32, w: int = 32, n: int = 64, m: int = 20, seed: int = 0) -> dict:
-    """A random batch in the layout of notes/sample_format.md."""
+    """A random batch in the layout of tango3d_core.data.dataset (its "Example format")."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(b, h, w, dtype=torch.bool)
     mask[:, 8:24, 6:20] = True
@@ -275,3 +275,18 @@ def test_all_losses_decrease_when_overfitting_one_batch(model: Tango3D) -> None:
         history.append({k: float(out[k].detach()) for k in weights})
     for name in weights:
         assert history[-1][name] < 0.9 * history[0][name], (name, history[0][name], history[-1][name])
+
+
+def test_dense_query_follows_renormalisation(model):
+    """With shape_center/shape_scale in the batch, the 3D query is (R_z xyz - c) * k."""
+    batch = make_batch()
+    b = batch["image"].shape[0]
+    batch["shape_center"] = torch.tensor([[0.1, -0.05, 0.02]] * b)
+    batch["shape_scale"] = torch.full((b,), 1.25)
+    out = model.forward_align(batch, num_pixels=16, use_text=False)
+    xy = out["pixel_xy"].long()
+    for i in range(b):
+        canon = batch["xyz"][i, xy[i, :, 1], xy[i, :, 0]]
+        expected = (rotate_z(canon[None], batch["yaw"][i:i + 1])[0] - batch["shape_center"][i]) * 1.25
+        valid = out["valid"][i]
+        torch.testing.assert_close(out["point_xyz"][i][valid], expected[valid])

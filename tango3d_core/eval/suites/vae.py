@@ -4,7 +4,8 @@ For each held-out shape, the model's ``shape_vae`` encodes ``encoder_points`` ou
 samples with normals (the posterior mean, as at inference) and classifies ``occupancy_points``
 queries from ``data.sampling.sample_occupancy`` (60 % near the surface, sigma 1 % of the
 diagonal; the rest uniform in the cube of half width 0.55). Points and queries are yawed like
-every other suite's 3D input, in the canonical frame the VAE is trained in (no re-normalisation).
+every other suite's 3D input, then re-normalised to the yawed shape's own bounding box (centre 0,
+diagonal 1), as in training and in ``encode_shape``.
 
 Per model: IoU of ``logit > 0`` against the labels (mean over shapes, and pooled over all
 queries), accuracy, the IoU on the near-surface and on the uniform queries, per-category IoU.
@@ -42,10 +43,13 @@ def occupancy_scene(cfg: SuiteConfig, category: str, instance: int, *, surface_p
     surf = sampling.sample_surface(mesh, surface_points, seed=int(rng.integers(2**63 - 1)), exterior_only=True)
     occ, lab = sampling.sample_occupancy(mesh, cfg.occupancy_points, seed=int(rng.integers(2**63 - 1)),
                                          near_surface_frac=NEAR_SURFACE_FRACTION)
+    pts = surf.points.astype(np.float64) @ Rz.T
+    lo, hi = pts.min(0), pts.max(0)
+    center, scale = (lo + hi) / 2, 1.0 / max(float(np.linalg.norm(hi - lo)), 1e-9)
     return {"key": key, "category": category,
-            "points": (surf.points.astype(np.float64) @ Rz.T).astype(np.float32),
+            "points": ((pts - center) * scale).astype(np.float32),
             "normals": (surf.normals.astype(np.float64) @ Rz.T).astype(np.float32),
-            "occ_points": (occ.astype(np.float64) @ Rz.T).astype(np.float32),
+            "occ_points": ((occ.astype(np.float64) @ Rz.T - center) * scale).astype(np.float32),
             "occ_labels": lab > 0.5}
 
 
