@@ -14,9 +14,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; use 0.0.0.0 to expose)")
     p.add_argument("--port", type=int, default=7860, help="Gradio port (default 7860)")
     p.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the bundled one in assets/)")
-    p.add_argument("--gallery", default=None, help="gallery directory (default: the bundled one in assets/)")
-    p.add_argument("--device", default="cpu", help="torch device for feature computation (default cpu)")
-    p.add_argument("--provider", default="tango3d", help="feature provider name (default tango3d)")
+    p.add_argument("--gallery", default=None,
+                   help="folder of meshes to retrieve from (default: bundled procedural shapes)")
+    p.add_argument("--device", default="cpu", help="torch device for features: cpu, cuda, cuda:1, auto (default cpu)")
+    p.add_argument("--provider", default="tango3d",
+                   help="feature provider: tango3d, backprojection, or package.module:factory (default tango3d; "
+                        "see docs/providers.md)")
     p.add_argument("--share", action="store_true", help="create a public Gradio share link (off by default)")
     return p.parse_args(argv)
 

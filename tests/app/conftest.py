@@ -1,0 +1,120 @@
+"""Shared fixtures for the explorer tests: a small random Tango3D checkpoint saved to a temporary
+folder and loaded through the provider registry, the bundled examples written once, and a
+deterministic stand-in for the MiniLM text encoder (no model weights needed)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
+
+
+def small_config() -> Tango3DConfig:
+    """Every component of the real model at a size that encodes in tens of milliseconds."""
+    return Tango3DConfig(
+        image=ImageEncoderConfig(image_size=64, patch_size=16, width=32, depth=1, num_heads=2, dense_width=16),
+        shape=ShapeVAEConfig(num_latents=16, width=32, num_heads=2, latent_channels=4, num_freqs=4,
+                             enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
+                             encoder_points=256),
+        dense_dim=16, global_dim=24, head_hidden=32, text_projection="linear", name="app-test",
+    )
+
+
+class FakeTextEncoder:
+    """A hash of the string -> a unit vector [384]; deterministic across runs."""
+
+    dim = 384
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        out = []
+        for t in texts:
+            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)) % (2**31))
+            out.append(torch.nn.functional.normalize(torch.randn(384, generator=g), dim=0))
+        return torch.stack(out)
+
+
+class CountingProvider:
+    """Wraps a provider and counts calls (to check caching); optional delay per encode."""
+
+    def __init__(self, inner, *, delay: float = 0.0, name: str | None = None) -> None:
+        self.inner = inner
+        self.name = name or inner.name
+        self.supports_text = inner.supports_text
+        self.delay = delay
+        self.calls = {"image": 0, "shape": 0, "text": 0}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self):
+        return self.inner.device
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.inner.fingerprint}"
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.calls[kind] += 1
+        if self.delay:
+            import time
+
+            time.sleep(self.delay)
+
+    def encode_image(self, image):
+        self._count("image")
+        return self.inner.encode_image(image)
+
+    def encode_shape(self, mesh, *, num_points=8192, seed=0):
+        self._count("shape")
+        return self.inner.encode_shape(mesh, num_points=num_points, seed=seed)
+
+    def encode_text(self, texts):
+        self._count("text")
+        return self.inner.encode_text(texts)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory) -> Path:
+    from tango3d_core.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(build_model(small_config()), tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="session")
+def provider(checkpoint_dir):
+    """The ``tango3d`` provider built by the registry from a saved random checkpoint."""
+    from tango3d_core.providers import create_provider
+
+    p = create_provider("tango3d", checkpoint=str(checkpoint_dir), device="cpu")
+    p.model.set_text_encoder(FakeTextEncoder())
+    return p
+
+
+@pytest.fixture(scope="session")
+def examples_dir(tmp_path_factory) -> Path:
+    from app.examples import write_examples
+
+    d = tmp_path_factory.mktemp("examples")
+    write_examples(d)
+    return d
+
+
+@pytest.fixture
+def counting():
+    """The CountingProvider class (test modules cannot import conftest: tests/app is no package,
+    and must not be one, or it would shadow the real ``app``)."""
+    return CountingProvider
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Tiny tensors on a shared 2-core machine: more OpenMP threads only wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,286 @@
+"""End to end in a real browser: headless Chromium drives the page, viser renders in software
+WebGL, and the server-side scene handles tell whether the 3D view changed.
+
+Needs the Python package ``playwright`` and a system Chromium at /usr/bin/chromium (no browser
+is ever downloaded). Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _wait(cond, timeout: float, what: str, page=None) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            status = page.locator("#status").inner_text() if page is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; status: {status!r}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def running_app(tmp_path_factory, provider, examples_dir):
+    pytest.importorskip("playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from app.explorer import Limits
+    from app.gallery import Gallery
+    from app.main import build_app, start
+
+    cache = tmp_path_factory.mktemp("cache")
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=cache)
+    from tango3d_core.providers import BackprojectionProvider
+
+    def make_provider(name):
+        return BackprojectionProvider(provider.encode_image, name=name, num_views=4, view_size=96)
+
+    app = build_app(provider, cache_dir=cache, examples_dir=examples_dir, gallery=gallery,
+                    limits=Limits(num_points=4096, timeout_s=120.0), make_provider=make_provider,
+                    compare_choices=["backprojection"])
+    start(app, host="127.0.0.1", port=None)
+    yield app
+    app.demo.close()
+    app.explorer.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(running_app):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _session_of(app, known: set[str]):
+    _wait(lambda: set(app.explorer.sessions()) - known, 60, "the page's session")
+    sid = (set(app.explorer.sessions()) - known).pop()
+    return app.explorer._sessions[sid]
+
+
+def _image_geometry(page):
+    img = page.locator("#query-image img").first
+    img.wait_for(timeout=30000)
+    _wait(lambda: img.evaluate("e => e.complete && e.naturalWidth > 0"), 30, "the image to load")
+    box = img.bounding_box()
+    nw, nh = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+    return box, nw, nh
+
+
+def _dismiss_viser_notice(viser) -> None:
+    """Close viser's 'software WebGL' notice (headless only) so screenshots show the scene."""
+    try:
+        viser.locator("[class*=Notification] button").first.click(timeout=3000)
+    except Exception:
+        pass
+
+
+def _click_pixel(page, x: float, y: float) -> float:
+    """Click image pixel (x, y); returns the display scale. The image is drawn with
+    object-fit: scale-down, centred in its box (what Gradio's own mapping assumes)."""
+    box, nw, nh = _image_geometry(page)
+    r = min(box["width"] / nw, box["height"] / nh, 1.0)
+    left = box["x"] + (box["width"] - nw * r) / 2
+    top = box["y"] + (box["height"] - nh * r) / 2
+    page.mouse.click(left + (x + 0.5) * r, top + (y + 0.5) * r)
+    return r
+
+
+def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
+    app = running_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    try:
+        # 1) the page loads, with this session's own viser server in an iframe
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, set())
+        assert f":{session.viewer.port}/" in page.locator("#viser").get_attribute("src")
+
+        # 2) pick an example (the textured bottle)
+        bottle = next(i for i, e in enumerate(app.explorer.examples) if e.name == "bottle")
+        page.locator("#examples button.thumbnail-item").nth(bottle).click()
+        _wait(lambda: session.mesh is not None and session.image is not None, 120, "the example to load")
+        _wait(lambda: page.locator("#up-axis input[value='Y']").is_checked(), 30, "up axis Y")
+        _image_geometry(page)
+        viser = page.frame_locator("#viser")
+        viser.locator("canvas").first.wait_for(timeout=60000)
+        _dismiss_viser_notice(viser)
+        time.sleep(1.5)
+        before = session.viewer.colors(0).copy()
+
+        # 3) click a pixel on the label; the server receives exactly that pixel
+        r = _click_pixel(page, 150, 180)
+        assert r == 1.0  # 320 px example shown at its natural size
+        _wait(lambda: session.last_query is not None, 30, "the pixel click")
+        kind, xy = session.last_query
+        assert kind == "pixel" and abs(xy[0] - 150) <= 1 and abs(xy[1] - 180) <= 1
+
+        # 4) the viewer's colours changed, read back from the server-side scene handle
+        after = session.viewer.colors(0)
+        assert (after != before).any(axis=1).mean() > 0.5
+        assert session.viewer.marker(0, "best") is not None
+        time.sleep(2.0)  # let software WebGL draw the new colours
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "pixel_to_3d.png"))
+
+        # 5) click the shape in the viser canvas: a heat map appears over the image
+        src_before = page.locator("#query-image img").first.get_attribute("src")
+        version = session.version
+        canvas = viser.locator("canvas").first
+        cb = canvas.bounding_box()
+        page.mouse.click(cb["x"] + cb["width"] / 2, cb["y"] + cb["height"] / 2)
+        _wait(lambda: session.version > version, 30, "the 3D click to reach the server")
+        assert session.last_query[0] == "point" and "tango3d" in session.best_pixels
+        _wait(lambda: page.locator("#query-image img").first.get_attribute("src") != src_before, 30,
+              "the heat map to reach the page (gr.Timer poll)")
+        shown = page.locator("#query-image img").first.get_attribute("src")
+        data = page.request.get(shown).body()
+        (tmp_path / "heat.png").write_bytes(data)
+        heat = np.asarray(Image.open(tmp_path / "heat.png").convert("RGB")).astype(int)
+        plain = np.asarray(session.image).astype(int)
+        assert heat.shape == plain.shape and np.abs(heat - plain).mean() > 20  # coloured all over
+        time.sleep(1.0)
+        page.screenshot(path=str(SCREENSHOTS / "3d_to_pixel.png"))
+    finally:
+        page.close()
+
+
+def test_pixel_mapping_at_other_display_sizes(running_app, browser, tmp_path):
+    """A large upload is shown scaled down: clicks must still land on the right image pixel."""
+    app = running_app
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    try:
+        known = set(app.explorer.sessions())
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, known)
+        page.locator("#examples button.thumbnail-item").first.click()
+        _wait(lambda: session.mesh is not None, 120, "the example to load")
+        # The example's image must be on the page before the next upload: its arrival re-renders
+        # the image component (and its file input).
+        _wait(lambda: "Example" in page.locator("#status").inner_text(), 60, "the example's status", page)
+        _image_geometry(page)
+        # Upload a 900 x 700 image through the page.
+        yy, xx = np.mgrid[0:700, 0:900]
+        big = np.stack([xx * 255 // 899, yy * 255 // 699, np.full_like(xx, 90)], -1).astype(np.uint8)
+        Image.fromarray(big).save(tmp_path / "big upload.png")
+        page.locator("#query-image input[type=file]").set_input_files(str(tmp_path / "big upload.png"))
+        _wait(lambda: session.image is not None and session.image.size == (900, 700), 120, "the upload", page)
+        _wait(lambda: _image_geometry(page)[1] == 900, 30, "the uploaded image on the page")
+        for x, y in ((100, 80), (450, 350), (800, 620)):
+            session.last_query = None
+            r = _click_pixel(page, x, y)
+            assert r < 0.6  # really shown smaller than natural size
+            _wait(lambda: session.last_query is not None, 30, "the click")
+            qx, qy = session.last_query[1]
+            tol = 1.0 / r  # one screen pixel, in image pixels
+            assert abs(qx - x) <= tol and abs(qy - y) <= tol, (x, y, qx, qy, r)
+        # A mesh upload through the page, with the Y up axis chosen first.
+        page.locator("#up-axis input[value='Y']").check()
+        _wait(lambda: session.up_axis == "y", 30, "the up-axis change")
+        ex = next(e for e in app.explorer.examples if e.mesh.endswith(".ply"))
+        page.locator("#mesh-file input[type=file]").set_input_files(str(ex.mesh_path(app.explorer.examples_dir)))
+        _wait(lambda: session.mesh_name == ex.mesh and session.up_axis == "y", 120, "the mesh upload")
+    finally:
+        page.close()
+
+
+def test_two_tabs_are_isolated(running_app, browser):
+    app = running_app
+    a, b = browser.new_page(), browser.new_page()
+    try:
+        known = set(app.explorer.sessions())
+        a.goto(app.url)
+        a.wait_for_selector("#viser", timeout=60000)
+        sa = _session_of(app, known)
+        b.goto(app.url)
+        b.wait_for_selector("#viser", timeout=60000)
+        sb = _session_of(app, known | {sa.id})
+        assert sa.viewer.port != sb.viewer.port
+        assert a.locator("#viser").get_attribute("src") != b.locator("#viser").get_attribute("src")
+        a.locator("#examples button.thumbnail-item").first.click()
+        _wait(lambda: sa.mesh is not None, 120, "tab A's example")
+        time.sleep(1.0)
+        assert sb.mesh is None and sb.image is None and sb.viewer.slots() == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_retrieval_and_comparison_panels(running_app, browser):
+    app = running_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    try:
+        known = set(app.explorer.sessions())
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, known)
+        assert app.explorer.gallery.wait(app.explorer.primary, timeout=120)
+        # Text query -> thumbnails with scores; clicking one loads it into the viewer.
+        page.locator("#query-text textarea, #query-text input").first.fill("a mug with a handle")
+        page.locator("#search-text").click()
+        _wait(lambda: len(session.search_hits) > 0, 60, "text search results", page)
+        thumbs = page.locator("#results button.thumbnail-item")
+        _wait(lambda: thumbs.count() == len(session.search_hits), 30, "result thumbnails", page)
+        caption = page.locator("#results .caption-label").first.inner_text()
+        assert session.search_hits[0].item.name in caption and f"{session.search_hits[0].score:.3f}" in caption
+        thumbs.nth(1).click()
+        _wait(lambda: session.mesh_name == session.search_hits[1].item.name, 60, "the result to load", page)
+        assert session.viewer.slots() == [0]
+        # Side-by-side comparison with the back-projection provider, then one pixel click.
+        page.locator("#examples button.thumbnail-item").first.click()
+        _wait(lambda: "Example" in page.locator("#status").inner_text(), 120, "the example", page)
+        page.locator("#compare input").first.click()
+        page.get_by_role("option", name="backprojection").click()
+        _wait(lambda: session.providers == ["tango3d", "backprojection"], 120, "the comparison provider", page)
+        _wait(lambda: page.locator("#compare-image").is_visible(), 30, "the comparison panel", page)
+        assert session.viewer.slots() == [0, 1]
+        _image_geometry(page)
+        _click_pixel(page, 160, 160)
+        _wait(lambda: set(session.best_points) == {"tango3d", "backprojection"}, 30, "both providers' answers", page)
+        assert all(session.viewer.marker(slot, "best") is not None for slot in (0, 1))
+        _dismiss_viser_notice(page.frame_locator("#viser"))
+        time.sleep(1.5)
+        page.screenshot(path=str(SCREENSHOTS / "compare_and_retrieval.png"))
+    finally:
+        page.close()
+
+
+def test_bad_uploads_show_a_message(running_app, browser, tmp_path):
+    app = running_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    try:
+        known = set(app.explorer.sessions())
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, known)
+        (tmp_path / "holiday.png").write_text("not an image at all")
+        page.locator("#query-image input[type=file]").set_input_files(str(tmp_path / "holiday.png"))
+        _wait(lambda: "⚠️" in page.locator("#status").inner_text(), 60, "the image error", page)
+        assert "not a readable PNG, JPG or WebP" in page.locator("#status").inner_text()
+        _wait(lambda: page.get_by_text("not a readable PNG, JPG or WebP").count() >= 2, 30, "the warning toast", page)
+        assert page.locator("#query-image img").count() == 0  # the rejected file is not left on show
+        (tmp_path / "model.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 99999999\nend_header\n1 2 3\n")
+        page.locator("#mesh-file input[type=file]").set_input_files(str(tmp_path / "model.ply"))
+        _wait(lambda: "Cannot load mesh" in page.locator("#status").inner_text(), 60, "the mesh error", page)
+        text = page.locator("#status").inner_text()
+        assert "model.ply" in text and "Traceback" not in text and session.mesh is None
+        # The page still works afterwards.
+        page.locator("#examples button.thumbnail-item").first.click()
+        _wait(lambda: session.mesh is not None, 120, "an example after the errors", page)
+    finally:
+        page.close()

@@ -1,0 +1,375 @@
+"""Event handlers of the explorer, called directly (no browser): uploads, clicks, comparison,
+retrieval, sessions, and every way an upload can be bad."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.explorer import Explorer, Limits, UserError, surface_colors
+from app.gallery import Gallery
+from app.overlay import point_colors
+from tango3d_core.providers import BackprojectionProvider
+
+LIMITS = Limits(num_points=1024, timeout_s=60.0, max_sessions=4)
+
+
+@pytest.fixture
+def make_explorer(tmp_path, examples_dir):
+    from app.examples import load_examples
+
+    made = []
+
+    def make(primary, *, limits=LIMITS, gallery=None, make_provider=None, compare=(), viewer=True):
+        ex = Explorer(primary, make_provider=make_provider, compare_choices=list(compare),
+                      examples=(examples_dir, load_examples(examples_dir)), gallery=gallery,
+                      work_dir=tmp_path / f"work{len(made)}", limits=limits, viewer=viewer)
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.shutdown()
+
+
+@pytest.fixture
+def explorer(make_explorer, provider):
+    return make_explorer(provider)
+
+
+def _example_index(explorer, name):
+    return next(i for i, e in enumerate(explorer.examples) if e.name == name)
+
+
+# ------------------------------------------------------------------------- clicks
+
+def test_pixel_click_colours_the_shape_by_similarity(explorer, provider):
+    s = explorer.open_session("a")
+    panels, axis = explorer.load_example(s, _example_index(explorer, "chair"))
+    assert axis == "z" and panels[0].size == (320, 320) and panels[1] is None
+    base_colours = s.viewer.colors(0).copy()
+    panels = explorer.click_pixel(s, (160, 150))
+    # Reference: the model's own API, then a plain argmax in numpy.
+    img_f = provider.encode_image(s.image)
+    shp = provider.encode_shape(s.mesh, num_points=LIMITS.num_points, seed=0)
+    sims = (shp.dense.numpy() @ img_f.sample([[160.0, 150.0]])[0].numpy())
+    np.testing.assert_allclose(s.best_points["tango3d"], shp.points.numpy()[np.argmax(sims)], atol=1e-6)
+    np.testing.assert_allclose(s.viewer.marker(0, "best"), shp.points.numpy()[np.argmax(sims)], atol=2e-3)
+    expected, _ = point_colors(torch.from_numpy(sims), s.shapes["tango3d"].base, s.overlay)
+    assert np.abs(s.viewer.colors(0).astype(int) - expected.astype(int)).max() <= 1
+    assert (s.viewer.colors(0) != base_colours).any()
+    # The clicked pixel is marked on the image; far from it nothing changed.
+    diff = (np.asarray(panels[0]) != np.asarray(s.image)).any(axis=2)
+    ys, xs = np.nonzero(diff)
+    assert abs(xs.mean() - 160) < 2 and abs(ys.mean() - 150) < 2 and not diff[:100].any()
+    assert s.last_ms > 0 and "Pixel (160, 150)" in s.status
+
+
+def test_click_positions_are_clamped_and_validated(explorer):
+    s = explorer.open_session("a")
+    explorer.load_example(s, 0)
+    explorer.click_pixel(s, (10_000, -5))
+    assert s.last_query == ("pixel", (319.0, 0.0))
+    with pytest.raises(UserError, match="did not arrive"):
+        explorer.click_pixel(s, None)
+    with pytest.raises(UserError, match="did not arrive"):
+        explorer.click_pixel(s, (float("nan"), 3))
+
+
+def test_point_click_gives_a_heat_map_and_is_polled_once(explorer, provider):
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "mug"))
+    assert explorer.poll(s) is None
+    p = s.shapes["tango3d"].features.points[17].numpy()
+    explorer.click_point(s, 0, p)
+    panels = explorer.poll(s)
+    assert panels is not None and explorer.poll(s) is None
+    # Best pixel = argmax of the point's feature against the image's dense map (naive loop).
+    q = s.shapes["tango3d"].features.query(torch.tensor(p[None], dtype=torch.float32))[0]
+    img_f = s.image_features["tango3d"]
+    w, h = s.image.size
+    best, best_val = None, -np.inf
+    for y in range(0, h, 1):
+        row = img_f.dense.new_tensor([[x, y] for x in range(w)])
+        from tango3d_core.models.ops import sample_map_at_pixels
+
+        vals = sample_map_at_pixels(img_f.dense[None], row[None], (w, h))[0] @ q
+        i = int(vals.argmax())
+        if float(vals[i]) > best_val:
+            best, best_val = (i, y), float(vals[i])
+    assert s.best_pixels["tango3d"] == best
+    assert panels[0].size == s.image.size
+    assert not np.array_equal(np.asarray(panels[0]), np.asarray(s.image))
+    np.testing.assert_allclose(s.viewer.marker(0, "query"), p, atol=2e-3)
+    assert s.viewer.marker(0, "best") is None
+
+
+def test_point_click_without_image_only_says_so(explorer, examples_dir):
+    s = explorer.open_session("a")
+    explorer.load_mesh_file(s, examples_dir / "chair.ply")
+    explorer.click_point(s, 0, np.zeros(3))
+    assert "Upload an image" in s.status and explorer.poll(s) is not None
+
+
+def test_click_before_inputs(explorer, examples_dir):
+    s = explorer.open_session("a")
+    with pytest.raises(UserError, match="image"):
+        explorer.click_pixel(s, (1, 1))
+    explorer.load_image(s, examples_dir / "chair.png")
+    with pytest.raises(UserError, match="mesh"):
+        explorer.click_pixel(s, (1, 1))
+
+
+def test_overlay_settings_redraw_the_last_click(explorer):
+    s = explorer.open_session("a")
+    explorer.load_example(s, 0)
+    assert explorer.set_overlay(s, colormap="viridis") is None  # nothing clicked yet
+    explorer.click_pixel(s, (150, 150))
+    explorer.set_overlay(s, mode="top-k", k=25, opacity=1.0)
+    changed = (s.viewer.colors(0) != s.shapes["tango3d"].base_u8).any(axis=1)
+    assert changed.sum() <= 25 and changed.sum() >= 20  # top-k points (a few may equal their base)
+    with pytest.raises(UserError, match="Invalid display setting"):
+        explorer.set_overlay(s, opacity=3.0)
+
+
+# ------------------------------------------------------------------------ uploads
+
+def test_each_upload_is_encoded_once_by_content(make_explorer, provider, counting, examples_dir, tmp_path):
+    c = counting(provider)
+    ex = make_explorer(c)
+    a, b = ex.open_session("a"), ex.open_session("b")
+    shutil.copy(examples_dir / "mug.png", tmp_path / "renamed.png")
+    shutil.copy(examples_dir / "mug.ply", tmp_path / "renamed.ply")
+    ex.load_image(a, examples_dir / "mug.png")
+    ex.load_image(b, tmp_path / "renamed.png")
+    ex.load_mesh_file(a, examples_dir / "mug.ply")
+    ex.load_mesh_file(b, tmp_path / "renamed.ply", display_name="renamed.ply")
+    assert c.calls == {"image": 1, "shape": 1, "text": 0}
+    ex.load_mesh_file(a, examples_dir / "mug.ply", up_axis="y")  # another up axis is another shape
+    assert c.calls["shape"] == 2
+
+
+def test_uploaded_names_never_become_paths(explorer, examples_dir, tmp_path):
+    s = explorer.open_session("a")
+    weird = tmp_path / "a b;rm -rf $HOME.ply"
+    shutil.copy(examples_dir / "chair.ply", weird)
+    status = explorer.load_mesh_file(s, weird, display_name="../../etc/evil<script>.ply")
+    stored = list((explorer.work_dir / "uploads").iterdir())
+    assert len(stored) == 1 and all(c in "0123456789abcdef" for c in stored[0].stem) and stored[0].suffix == ".ply"
+    assert "evilscript.ply" in status and "/" not in s.mesh_name and "<" not in s.mesh_name
+
+
+@pytest.mark.parametrize("content,name,match", [
+    (b"hello, I am text", "photo.png", "not a readable PNG, JPG or WebP"),
+    (None, "anim.gif", "Unsupported image format \\(GIF\\)"),
+    (None, "pic.bmp", "Unsupported image format \\(BMP\\)"),
+])
+def test_bad_images_get_clear_messages(explorer, tmp_path, content, name, match):
+    path = tmp_path / name
+    if content is None:
+        Image.new("RGB", (8, 8)).save(path)
+    else:
+        path.write_bytes(content)
+    s = explorer.open_session("a")
+    with pytest.raises(UserError, match=match):
+        explorer.load_image(s, path)
+
+
+def test_truncated_image(explorer, examples_dir, tmp_path):
+    data = (examples_dir / "chair.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="not a readable"):
+        explorer.load_image(explorer.open_session("a"), tmp_path / "cut.png")
+
+
+def test_image_bounds(make_explorer, provider, tmp_path):
+    ex = make_explorer(provider, limits=Limits(num_points=256, max_image_pixels=10_000, max_image_bytes=5_000,
+                                               image_side=64))
+    s = ex.open_session("a")
+    Image.new("RGB", (200, 100), (9, 9, 9)).save(tmp_path / "big.png")
+    with pytest.raises(UserError, match="megapixels"):
+        ex.load_image(s, tmp_path / "big.png")
+    noise = (np.random.default_rng(0).random((90, 90, 3)) * 255).astype(np.uint8)
+    Image.fromarray(noise).save(tmp_path / "heavy.png")
+    with pytest.raises(UserError, match="MB; the limit"):
+        ex.load_image(s, tmp_path / "heavy.png")
+    Image.new("RGBA", (90, 60), (255, 0, 0, 0)).save(tmp_path / "ok.webp")
+    panels = ex.load_image(s, tmp_path / "ok.webp")
+    assert panels[0].size == (64, 43) and panels[0].mode == "RGB"
+    assert panels[0].getpixel((5, 5)) == (255, 255, 255)  # transparent -> white
+
+
+def test_bad_meshes_get_clear_messages(explorer, tmp_path):
+    s = explorer.open_session("a")
+    (tmp_path / "x.txt").write_text("v 0 0 0")
+    with pytest.raises(UserError, match="not a supported mesh"):
+        explorer.load_mesh_file(s, tmp_path / "x.txt")
+    (tmp_path / "upload.bin").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 99999999\nend_header\n1 2 3\n")
+    with pytest.raises(UserError) as err:
+        explorer.load_mesh_file(s, tmp_path / "upload.bin", display_name="my_model.ply")
+    msg = str(err.value)
+    assert "my_model.ply" in msg and "Traceback" not in msg
+    assert not re.search(r"[0-9a-f]{64}", msg)  # the stored (digest) name never shows
+
+
+def test_mesh_file_size_bound(make_explorer, provider, examples_dir):
+    ex = make_explorer(provider, limits=Limits(num_points=256, max_mesh_bytes=1000))
+    with pytest.raises(UserError, match="MB; the limit"):
+        ex.load_mesh_file(ex.open_session("a"), examples_dir / "chair.ply")
+
+
+def test_large_meshes_are_decimated_to_the_face_cap(make_explorer, provider, tmp_path):
+    import trimesh
+
+    ex = make_explorer(provider, limits=Limits(num_points=256, max_faces=5000))
+    trimesh.creation.icosphere(subdivisions=5).export(tmp_path / "dense.ply")   # 20480 faces
+    status = ex.load_mesh_file(ex.open_session("a"), tmp_path / "dense.ply")
+    assert "decimated from 20,480" in status
+
+
+def test_long_work_times_out(make_explorer, provider, counting, examples_dir):
+    slow = counting(provider, delay=2.0)
+    ex = make_explorer(slow, limits=Limits(num_points=256, timeout_s=0.3))
+    with pytest.raises(UserError, match="took longer than 0.3 s"):
+        ex.load_image(ex.open_session("a"), examples_dir / "chair.png")
+
+
+def test_up_axis_switch_reloads_the_mesh(explorer):
+    s = explorer.open_session("a")
+    _, axis = explorer.load_example(s, _example_index(explorer, "bottle"))
+    assert axis == "y" and np.argmax(np.ptp(s.mesh.vertices, axis=0)) == 2
+    explorer.set_up_axis(s, "z")
+    assert s.up_axis == "z" and np.argmax(np.ptp(s.mesh.vertices, axis=0)) == 1
+
+
+def test_surface_colors_follow_texture_and_vertex_colours(examples_dir):
+    from tango3d_core import load_mesh
+
+    bottle = load_mesh(examples_dir / "bottle.glb", up_axis="y")
+    # Points on the label band (cream) and low on the body (green glass).
+    z0, z1 = bottle.bounds[:, 2]
+    r = 0.2287
+    label = np.array([[r * 0.999, 0.0, z0 + 0.35 * (z1 - z0)]])
+    body = np.array([[0.0, r * 0.999, z0 + 0.08 * (z1 - z0)]])
+    cols = surface_colors(bottle, np.concatenate([label, body]))
+    assert np.abs(cols[0].astype(int) - [235, 222, 190]).max() <= 3   # cream label
+    assert np.abs(cols[1].astype(int) - [40, 120, 70]).max() <= 3     # green glass
+    chair = load_mesh(examples_dir / "chair.ply")
+    v = np.asarray(chair.vertices[:50])
+    np.testing.assert_allclose(surface_colors(chair, v).astype(int),
+                               np.asarray(chair.visual.vertex_colors)[:50, :3].astype(int), atol=1)
+
+
+# ---------------------------------------------------------------------- sessions
+
+def test_two_sessions_never_see_each_other(explorer):
+    a, b = explorer.open_session("a"), explorer.open_session("b")
+    explorer.load_example(a, 0)
+    explorer.load_example(b, 1)
+    before_b = b.viewer.colors(0).copy()
+    explorer.click_pixel(a, (150, 150))
+    explorer.click_point(a, 0, a.shapes["tango3d"].features.points[0].numpy())
+    assert b.last_query is None and explorer.poll(b) is None
+    np.testing.assert_array_equal(b.viewer.colors(0), before_b)
+    assert a.viewer.port != b.viewer.port
+    assert a.mesh_name != b.mesh_name
+
+
+def test_session_limit_closes_the_least_recent(make_explorer, provider):
+    ex = make_explorer(provider, limits=Limits(num_points=256, max_sessions=2))
+    s1, s2 = ex.open_session("1"), ex.open_session("2")
+    ex._live(s1)                      # s1 used last: s2 is the least recent
+    s3 = ex.open_session("3")
+    assert ex.sessions() == ["1", "3"] and s2.closed and s2.viewer.closed and not s3.closed
+    with pytest.raises(UserError, match="Reload the page"):
+        ex.load_example(s2, 0)
+    ex.close_session("1")
+    ex.close_session("1")             # idempotent
+    assert s1.closed and ex.sessions() == ["3"]
+    again = ex.open_session("3")      # same id (a reconnect): the old object is closed, ...
+    assert s3.closed and not again.closed
+    ex.close_session(s3)              # ... and its late delete callback leaves the new one alone
+    assert ex.sessions() == ["3"] and not again.closed
+
+
+def test_no_session_is_an_error(explorer):
+    with pytest.raises(UserError, match="Reload"):
+        explorer.click_pixel(None, (1, 1))
+
+
+# --------------------------------------------------------------------- comparison
+
+def test_compare_two_providers_on_the_same_click(make_explorer, provider):
+    def make(name):
+        return BackprojectionProvider(provider.encode_image, name=name, num_views=2, view_size=64)
+
+    ex = make_explorer(provider, make_provider=make, compare=["backprojection"])
+    s = ex.open_session("a")
+    ex.load_example(s, 0)
+    panels = ex.set_compare(s, "backprojection")
+    assert s.providers == ["tango3d", "backprojection"] and panels[1] is not None
+    assert s.viewer.slots() == [0, 1]
+    panels = ex.click_pixel(s, (150, 160))
+    assert set(s.best_points) == {"tango3d", "backprojection"}
+    for slot in (0, 1):
+        assert s.viewer.marker(slot, "best") is not None
+    assert np.array_equal(np.asarray(panels[0]), np.asarray(panels[1]))  # both show the clicked pixel
+    ex.click_point(s, 1, s.best_points["backprojection"])
+    panels = ex.poll(s)
+    assert set(s.best_pixels) == {"tango3d", "backprojection"} and panels[1] is not None
+    panels = ex.set_compare(s, None)
+    assert s.providers == ["tango3d"] and panels[1] is None and s.viewer.slots() == [0]
+    with pytest.raises(UserError, match="Unknown provider"):
+        ex.set_compare(s, "nonexistent")
+
+
+def test_compare_with_a_failing_provider(make_explorer, provider):
+    def make(name):
+        raise RuntimeError("weights missing")
+
+    ex = make_explorer(provider, make_provider=make, compare=["broken"])
+    with pytest.raises(UserError, match="could not be started: weights missing"):
+        ex.set_compare(ex.open_session("a"), "broken")
+
+
+# ---------------------------------------------------------------------- retrieval
+
+def test_text_and_image_search_then_load_a_result(make_explorer, provider, tmp_path):
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g")
+    ex = make_explorer(provider, gallery=gallery)
+    assert gallery.wait(provider, timeout=120)
+    s = ex.open_session("a")
+    hits = ex.search_text(s, "a chair with armrests", k=2)
+    assert len(hits) == 2 and hits[0].score >= hits[1].score
+    q = provider.encode_text(["a chair with armrests"])[0]
+    emb = gallery.build(provider)
+    assert hits[0].item.key == gallery.items[int((emb @ q).argmax())].key
+    with pytest.raises(UserError, match="first"):
+        ex.search_image(s)
+    ex.load_example(s, 0)
+    hits = ex.search_image(s, k=3)
+    assert len(hits) == 3
+    status = ex.load_hit(s, 1)
+    assert s.mesh_name == hits[1].item.name and "ready" in status
+    shown = s.mesh
+    ex.set_up_axis(s, "y")  # gallery shapes keep their orientation; the choice is for the next upload
+    assert s.mesh is shown and s.up_axis == "y"
+    with pytest.raises(UserError, match="search again"):
+        ex.load_hit(s, 7)
+    with pytest.raises(UserError, match="Type a description"):
+        ex.search_text(s, "   ")
+
+
+def test_search_when_gallery_missing_or_text_unsupported(make_explorer, provider, tmp_path):
+    ex = make_explorer(provider)
+    with pytest.raises(UserError, match="No gallery"):
+        ex.search_text(ex.open_session("a"), "chair")
+    bp = BackprojectionProvider(provider.encode_image, num_views=2, view_size=32)
+    ex2 = make_explorer(bp, gallery=Gallery.procedural(per_category=1, categories=["mug"], cache_dir=tmp_path))
+    with pytest.raises(UserError, match="no text encoder"):
+        ex2.search_text(ex2.open_session("b"), "a mug")

@@ -1,0 +1,86 @@
+"""The Gradio layer: error handling of handlers, the viewer iframe, the Blocks layout."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from app.explorer import Explorer, UserError
+from app.ui import _guard, _payload_path, _viewer_html, build_ui
+
+
+def test_guard_turns_user_errors_into_a_status_line():
+    @_guard(3, 2)
+    def handler(x):
+        raise UserError("The mesh has no faces.")
+
+    out = handler(1)
+    assert len(out) == 3 and out[2] == "⚠️ The mesh has no faces."
+    assert all(isinstance(o, type(gr.skip())) for o in out[:2])
+
+
+def test_guard_logs_bugs_and_hides_the_traceback(caplog):
+    @_guard(1, 0)
+    def handler():
+        raise KeyError("internal detail")
+
+    with caplog.at_level(logging.ERROR, logger="tango3d.app"):
+        out = handler()
+    assert out.startswith("⚠️ Something went wrong (KeyError)") and "internal detail" not in out
+    assert "Traceback" in caplog.text and "internal detail" in caplog.text
+
+
+def test_guard_can_restore_outputs():
+    @_guard(2, 1, restore=lambda x: ("previous image", None))
+    def handler(x):
+        raise UserError("bad upload")
+
+    assert handler(1) == ("previous image", "⚠️ bad upload")
+
+
+def test_guard_passes_results_through():
+    assert _guard(2, 1)(lambda a, b: (a, b))(1, 2) == (1, 2)
+
+
+@pytest.mark.parametrize("host,expected", [
+    ("127.0.0.1:7860", "http://127.0.0.1:9001/"),
+    ("lab-box.local:7860", "http://lab-box.local:9001/"),
+    ("[::1]:7860", "http://[::1]:9001/"),
+    ("", "http://127.0.0.1:9001/"),
+])
+def test_viewer_iframe_follows_the_page_host(host, expected):
+    req = SimpleNamespace(headers={"host": host})
+    assert f'src="{expected}"' in _viewer_html(req, 9001)
+
+
+def test_viewer_iframe_escapes_hostile_hosts():
+    req = SimpleNamespace(headers={"host": 'evil"><script>alert(1)</script>'})
+    html = _viewer_html(req, 9001)
+    assert "<script>" not in html and html.count('"') == html.count('="') * 2
+
+
+def test_payload_path():
+    assert _payload_path(None) is None
+    assert _payload_path({"path": "/tmp/x.png"}) == "/tmp/x.png"
+    assert _payload_path(SimpleNamespace(path="/tmp/y.png")) == "/tmp/y.png"
+
+
+def test_blocks_have_every_control(provider, examples_dir, tmp_path):
+    from app.examples import load_examples
+
+    ex = Explorer(provider, examples=(examples_dir, load_examples(examples_dir)), work_dir=tmp_path, viewer=False,
+                  compare_choices=["backprojection"])
+    try:
+        demo = build_ui(ex)
+        ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+        for needed in ("query-image", "compare-image", "mesh-file", "up-axis", "examples", "viewer-frame",
+                       "colormap", "mode", "compare", "query-text", "search-text", "search-image", "results",
+                       "status"):
+            assert needed in ids, needed
+        timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
+        assert len(timers) == 1 and timers[0].value <= 0.5
+    finally:
+        ex.shutdown()
