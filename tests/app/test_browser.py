@@ -130,6 +130,8 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
         assert kind == "pixel" and abs(xy[0] - 150) <= 1 and abs(xy[1] - 180) <= 1
 
         # 4) the viewer's colours changed, read back from the server-side scene handle
+        # (the query is recorded before the colours are pushed: wait for them on a busy machine)
+        _wait(lambda: (session.viewer.colors(0) != before).any(axis=1).mean() > 0.5, 30, "the colours to change")
         after = session.viewer.colors(0)
         assert (after != before).any(axis=1).mean() > 0.5
         assert session.viewer.marker(0, "best") is not None
