@@ -130,9 +130,8 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
         assert kind == "pixel" and abs(xy[0] - 150) <= 1 and abs(xy[1] - 180) <= 1
 
         # 4) the viewer's colours changed, read back from the server-side scene handle
-        # (the query is recorded before the colours are pushed: wait for them on a busy machine)
-        _wait(lambda: (session.viewer.colors(0) != before).any(axis=1).mean() > 0.5, 30, "the colours to change")
-        after = session.viewer.colors(0)
+        with session.lock:  # the handler records the query first and pushes colours under this lock
+            after = session.viewer.colors(0)
         assert (after != before).any(axis=1).mean() > 0.5
         assert session.viewer.marker(0, "best") is not None
         time.sleep(2.0)  # let software WebGL draw the new colours
@@ -254,7 +253,8 @@ def test_retrieval_and_comparison_panels(running_app, browser):
         _image_geometry(page)
         _click_pixel(page, 160, 160)
         _wait(lambda: set(session.best_points) == {"tango3d", "backprojection"}, 30, "both providers' answers", page)
-        assert all(session.viewer.marker(slot, "best") is not None for slot in (0, 1))
+        with session.lock:  # the handler records best_points first and sets the markers under this lock
+            assert all(session.viewer.marker(slot, "best") is not None for slot in (0, 1))
         _dismiss_viser_notice(page.frame_locator("#viser"))
         time.sleep(1.5)
         page.screenshot(path=str(SCREENSHOTS / "compare_and_retrieval.png"))
