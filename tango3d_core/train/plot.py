@@ -45,14 +45,16 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
         raise FileNotFoundError(f"no stage log.csv under {run_dir}")
     fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in PANELS])
     offset = 0
+    in_legend: set[str] = set()
     for si, (name, rows) in enumerate(stages):
         for pi, (key, _) in enumerate(PANELS):
             xs = [offset + r["step"] for r in rows if key in r]
             ys = [r[key] for r in rows if key in r]
             if xs:
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name,
-                                         showlegend=pi == 0 or key == "dense", line={"color": _COLOURS[si % 4]}),
+                                         showlegend=name not in in_legend, line={"color": _COLOURS[si % 4]}),
                               row=pi // 3 + 1, col=pi % 3 + 1)
+                in_legend.add(name)
         offset += int(rows[-1]["step"]) if rows else 0
     fig.update_layout(title=f"Learning curves: {Path(run_dir).name}", height=500, width=900)
     fig.update_xaxes(title_text="global step")
