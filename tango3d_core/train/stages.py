@@ -95,7 +95,7 @@ _GLOBAL_HEADS = ("image_global_head.", "shape_global_head.", "logit_scale_global
 # Steps per stage for each preset, sized so `tiny` trains on 2 CPU cores in about an
 # hour; `base` is meant for one GPU.
 _STEPS = {
-    "tiny": {"pretrain": 600, "local": 400, "global": 250, "joint": 400},
+    "tiny": {"pretrain": 600, "local": 400, "global": 200, "joint": 150},
     "base": {"pretrain": 20000, "local": 8000, "global": 6000, "joint": 10000},
 }
 _LR = {"tiny": 1e-3, "base": 3e-4}
