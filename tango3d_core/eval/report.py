@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ReportFiles", "write_report", "build_figures", "suite_results", "main"]
+__all__ = ["ReportFiles", "write_report", "build_figures", "export_png", "suite_results", "main"]
 
 REPORT_NAME = "results.md"
 FIGURE_DIR = "figures"
@@ -264,7 +264,7 @@ def _config_line(res: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- writing
 
 
-def _export_png(figs: Sequence[Any], paths: Sequence[Path]) -> str | None:
+def export_png(figs: Sequence[Any], paths: Sequence[Path]) -> str | None:
     """Write PNGs through kaleido; the reason as a string when it cannot."""
     if not figs:
         return None
@@ -320,7 +320,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *, png: PngMod
             entries.append((name, html))
         per_suite.append((res, entries))
     if png == "auto":
-        files.png_error = _export_png(all_figs, png_paths)
+        files.png_error = export_png(all_figs, png_paths)
         if files.png_error is None:
             files.png = [p for p in png_paths if p.is_file()]
     else:

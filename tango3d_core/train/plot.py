@@ -62,9 +62,9 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out.with_suffix(".html")]
     fig.write_html(written[0], include_plotlyjs="cdn")
-    from ..eval.report import _export_png  # one kaleido code path for every figure
+    from ..eval.report import export_png  # one kaleido code path for every figure
 
-    if _export_png([fig], [out.with_suffix(".png")]) is None:
+    if export_png([fig], [out.with_suffix(".png")]) is None:
         written.append(out.with_suffix(".png"))
     return written
 
