@@ -803,3 +803,29 @@ def ball(radius: float, center: Sequence[float], *, res: float) -> trimesh.Trime
     a = np.linspace(-np.pi / 2, np.pi / 2, n + 1)[1:-1]
     prof = np.concatenate([[[0.0, -radius]], np.stack([radius * np.cos(a), radius * np.sin(a)], 1), [[0.0, radius]]])
     return revolve(prof, res=res, origin=center)
+
+
+# ---------------------------------------------------------------- family helpers
+# Shared by the rigid families (_furniture, _objects).
+
+# Target edge length as a fraction of the estimated bounding-box diagonal; about
+# 5k-30k faces per shape and fine enough for the procedural textures.
+RES_FRAC = 0.014
+
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+
+
+def _res(*extents: float, frac: float = RES_FRAC) -> float:
+    return frac * float(np.linalg.norm(extents))
+
+
+def _pick(rng: np.random.Generator, options: Sequence, p: Sequence[float] | None = None):
+    """One of ``options`` (weights ``p``), drawn from ``rng``."""
+    if p is not None:
+        w = np.asarray(p, dtype=np.float64)
+        return options[int(rng.choice(len(options), p=w / w.sum()))]
+    return options[int(rng.integers(len(options)))]
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))

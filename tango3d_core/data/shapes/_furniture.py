@@ -19,6 +19,11 @@ import numpy as np
 import trimesh
 
 from ._base import (
+    NUMBER_WORDS,
+    RES_FRAC,
+    _pick,
+    _res,
+    _u,
     ShapeBuilder,
     ball,
     beam,
@@ -33,29 +38,6 @@ from ._base import (
     tube,
     register,
 )
-
-# Target edge length as a fraction of the estimated bounding-box diagonal; about
-# 5k-30k faces per shape and fine enough for the procedural textures.
-RES_FRAC = 0.014
-
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
-
-
-def _res(*extents: float, frac: float = RES_FRAC) -> float:
-    return frac * float(np.linalg.norm(extents))
-
-
-def _pick(rng: np.random.Generator, options: Sequence, p: Sequence[float] | None = None):
-    """One of ``options`` (weights ``p``), drawn from ``rng``."""
-    if p is not None:
-        w = np.asarray(p, dtype=np.float64)
-        return options[int(rng.choice(len(options), p=w / w.sum()))]
-    return options[int(rng.integers(len(options)))]
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
 
 def _leg(
     style: str,

@@ -15,6 +15,11 @@ import numpy as np
 import trimesh
 
 from ._base import (
+    NUMBER_WORDS,
+    RES_FRAC,
+    _pick,
+    _res,
+    _u,
     ShapeBuilder,
     ball,
     beam,
@@ -29,27 +34,6 @@ from ._base import (
     transformed,
     tube,
 )
-
-# Target edge length as a fraction of the estimated bounding-box diagonal (see _furniture).
-RES_FRAC = 0.014
-
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
-
-
-def _res(*extents: float, frac: float = RES_FRAC) -> float:
-    return frac * float(np.linalg.norm(extents))
-
-
-def _pick(rng: np.random.Generator, options: Sequence, p: Sequence[float] | None = None):
-    if p is not None:
-        w = np.asarray(p, dtype=np.float64)
-        return options[int(rng.choice(len(options), p=w / w.sum()))]
-    return options[int(rng.integers(len(options)))]
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
 
 def _smooth(points: Sequence[Sequence[float]], iters: int = 3) -> np.ndarray:
     """Chaikin corner cutting of an open polyline [K, C]; the end points stay fixed."""
