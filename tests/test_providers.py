@@ -24,13 +24,6 @@ from tango3d_core.providers import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _config() -> Tango3DConfig:
     return Tango3DConfig(

@@ -110,11 +110,3 @@ def counting():
     and must not be one, or it would shadow the real ``app``)."""
     return CountingProvider
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Tiny tensors on a shared 2-core machine: more OpenMP threads only wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -24,13 +24,6 @@ RES = 96
 FLAT = {"ambient": 1.0, "diffuse": 0.0, "light_color": (1.0, 1.0, 1.0)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def occluding_scene() -> trimesh.Trimesh:
     """A slab with a box standing in front of it: plenty of occlusion for some views."""

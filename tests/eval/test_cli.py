@@ -18,13 +18,6 @@ TINY_ARGS = ["--categories", "chair,mug", "--shapes-per-category", "1", "--views
              "--num-points", "512", "--backprojection-views", "2", "--no-progress", "--no-png"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
