@@ -12,3 +12,27 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class FakeTextEncoder:
+    """Deterministic stand-in for MiniLM (the real one takes ~10 s to load): a hash of the
+    string -> a unit vector [384]. ``calls`` records what it was asked to encode."""
+
+    dim = 384
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)) % (2**31))
+            out.append(torch.nn.functional.normalize(torch.randn(384, generator=g), dim=0))
+        return torch.stack(out)
+
+
+@pytest.fixture(scope="session")
+def fake_text():
+    """The :class:`FakeTextEncoder` class (test modules cannot import the root conftest)."""
+    return FakeTextEncoder

@@ -24,19 +24,6 @@ def small_config() -> Tango3DConfig:
     )
 
 
-class FakeTextEncoder:
-    """A hash of the string -> a unit vector [384]; deterministic across runs."""
-
-    dim = 384
-
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        out = []
-        for t in texts:
-            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)) % (2**31))
-            out.append(torch.nn.functional.normalize(torch.randn(384, generator=g), dim=0))
-        return torch.stack(out)
-
-
 class CountingProvider:
     """Wraps a provider and counts calls (to check caching); optional delay per encode."""
 
@@ -86,12 +73,12 @@ def checkpoint_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def provider(checkpoint_dir):
+def provider(checkpoint_dir, fake_text):
     """The ``tango3d`` provider built by the registry from a saved random checkpoint."""
     from tango3d_core.providers import create_provider
 
     p = create_provider("tango3d", checkpoint=str(checkpoint_dir), device="cpu")
-    p.model.set_text_encoder(FakeTextEncoder())
+    p.model.set_text_encoder(fake_text())
     return p
 
 

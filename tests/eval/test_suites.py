@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -28,23 +27,12 @@ TINY = dict(categories=("chair", "mug"), shapes_per_category=2, views_per_shape=
             pixels_per_view=16, points_per_shape=64, label_points=256, occupancy_points=512, backprojection_views=3)
 
 
-class FakeText:
-    """Deterministic stand-in for MiniLM (loading the real one takes ~10 s)."""
-
-    def encode(self, texts):
-        out = []
-        for t in texts:
-            g = torch.Generator().manual_seed(zlib.crc32(t.encode()))
-            out.append(F.normalize(torch.randn(384, generator=g), dim=0))
-        return torch.stack(out)
-
-
 
 @pytest.fixture(scope="module")
-def model():
+def model(fake_text):
     torch.manual_seed(0)
     m = build_model("tiny").eval()
-    m.set_text_encoder(FakeText())
+    m.set_text_encoder(fake_text())
     return m
 
 

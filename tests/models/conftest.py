@@ -25,23 +25,6 @@ def micro_config(**overrides) -> Tango3DConfig:
     return Tango3DConfig(**base)
 
 
-class FakeTextEncoder:
-    """Deterministic stand-in for MiniLM: a hash of the string -> a unit vector [384]."""
-
-    dim = 384
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        self.calls.append(list(texts))
-        out = []
-        for t in texts:
-            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(t)) % (2**31))
-            out.append(torch.nn.functional.normalize(torch.randn(384, generator=g), dim=0))
-        return torch.stack(out)
-
-
 @pytest.fixture
 def micro() -> Tango3DConfig:
     return micro_config()

@@ -13,14 +13,14 @@ from PIL import Image
 from tango3d_core.models import ImageFeatures, ShapeFeatures, Tango3D, build_model
 from tango3d_core.models.ops import rotate_z
 
-from .conftest import FakeTextEncoder, micro_config
+from .conftest import micro_config
 
 
 @pytest.fixture
-def model() -> Tango3D:
+def model(fake_text) -> Tango3D:
     torch.manual_seed(0)
     m = Tango3D(micro_config())
-    m.set_text_encoder(FakeTextEncoder())
+    m.set_text_encoder(fake_text())
     return m
 
 
@@ -104,9 +104,9 @@ def test_forward_align_shapes_and_correspondence(model: Tango3D) -> None:
             "text_projection", "logit_scale_dense", "logit_scale_global"} <= _grads(model)
 
 
-def test_forward_align_uses_precomputed_text_embeddings(model: Tango3D) -> None:
+def test_forward_align_uses_precomputed_text_embeddings(model: Tango3D, fake_text) -> None:
     batch = make_batch()
-    batch["text_embedding"] = FakeTextEncoder().encode(batch.pop("caption"))
+    batch["text_embedding"] = fake_text().encode(batch.pop("caption"))
     out = model.forward_align(batch, num_pixels=8)
     assert out["text_global"].shape == (2, 12)
     assert model.text_encoder.calls == []  # type: ignore[attr-defined]
