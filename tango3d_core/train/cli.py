@@ -30,7 +30,7 @@ from ..data.dataset import ShardDataset, build_shards
 from ..models.checkpoint import load_state_dict_strict, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
-from .stages import StageSpec, default_schedule
+from .stages import default_schedule
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np

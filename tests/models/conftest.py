@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
 

@@ -20,7 +20,6 @@ import trimesh
 
 from ._base import (
     NUMBER_WORDS,
-    RES_FRAC,
     _pick,
     _res,
     _u,
