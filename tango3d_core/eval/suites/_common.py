@@ -30,6 +30,7 @@ import trimesh
 from PIL import Image
 from torch import Tensor
 
+from ...data.meshio import SUPPORTED_EXTENSIONS
 from ..metrics import DEFAULT_THRESHOLDS
 
 __all__ = [
@@ -56,7 +57,8 @@ __all__ = [
 
 SuiteName = Literal["pixel2point", "point2pixel", "part-transfer", "retrieval", "vae"]
 SUITE_NAMES: tuple[str, ...] = ("pixel2point", "point2pixel", "part-transfer", "retrieval", "vae")
-MESH_EXTENSIONS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+# The formats `load_mesh` reads: one list, so --meshes never offers a file the loader refuses.
+MESH_EXTENSIONS: tuple[str, ...] = SUPPORTED_EXTENSIONS
 
 
 # ================================================================ configuration
