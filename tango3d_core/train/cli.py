@@ -92,10 +92,6 @@ def _batches(ds: ShardDataset, *, batch_size: int, workers: int, seed: int, worl
         epoch += 1
 
 
-def _save_weights(model: torch.nn.Module, directory: Path) -> None:
-    save_checkpoint(model, directory)
-
-
 def _load_weights(model: torch.nn.Module, directory: Path) -> None:
     from safetensors.torch import load_file
 
@@ -155,7 +151,7 @@ def train(args: argparse.Namespace) -> Path:
             return m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256))
 
         t0 = time.time()
-        run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=_save_weights, load_fn=_load_weights,
+        run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=save_checkpoint, load_fn=_load_weights,
                   ddp_wrap=ddp_wrap)
         if is_main_process():
             print(f"stage {spec.name}: {time.time() - t0:.0f} s", flush=True)
