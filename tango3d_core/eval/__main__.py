@@ -26,7 +26,10 @@ from .suites import GEOMETRIC_SUITES, SUITE_DESCRIPTIONS, SUITE_NAMES
 
 __all__ = ["main", "build_parser", "jsonable"]
 
-DEFAULT_BASELINES = ("random", "backprojection")
+# Built-in baselines computed on the fly, and trained ablations loaded from assets/baselines/.
+COMPUTED_BASELINES = ("random", "backprojection")
+CHECKPOINT_BASELINES = ("global-only", "single-stage")
+DEFAULT_BASELINES = COMPUTED_BASELINES + CHECKPOINT_BASELINES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"suites:\n{suites}\n  {'all':<14} every suite above (only the geometric ones with --meshes)\n\n"
             "Default data: the procedural test split (seeds 200000+), every category, 224x224 views, a random "
             "yaw about +Z on the 3D input, N = 8192 points. Baselines in the same run: random features, "
-            "back-projection of our 2D encoder over 8 views, and any --baseline-checkpoint."
+            "back-projection of our 2D encoder over 8 views, the bundled global-only and single-stage "
+            "ablations (assets/baselines/), and any --baseline-checkpoint."
         ),
         epilog="docs/results.md: python -m tango3d_core.eval --suite all --quick --json docs/results.json --report docs",
     )
@@ -53,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="DIR", help="Tango3D checkpoint directory (default: the bundled assets/checkpoint)")
     p.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
     p.add_argument("--baseline-checkpoint", action="append", default=[], metavar="NAME=DIR",
-                   help="another checkpoint (e.g. global-only=runs/g, single-stage=runs/s) evaluated the same "
-                        "way and reported under methods[NAME]; repeatable")
+                   help="another checkpoint evaluated the same way and reported under methods[NAME]; "
+                        "repeatable. NAME global-only or single-stage replaces the bundled ablation")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
-                   help="comma-separated built-in baselines to run: random, backprojection, or none "
-                        "(default: %(default)s)")
+                   help="comma-separated baselines to run: random, backprojection (computed), global-only, "
+                        "single-stage (bundled checkpoints in assets/baselines/), or none (default: %(default)s)")
     g = p.add_argument_group("data overrides (default: the suite's documented full or --quick setting)")
     g.add_argument("--categories", help="comma-separated procedural categories (default: all)")
     g.add_argument("--shapes-per-category", type=int, metavar="N")
@@ -91,17 +95,43 @@ def _parse_named(values: Sequence[str], parser: argparse.ArgumentParser) -> dict
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
             parser.error(f"--baseline-checkpoint expects NAME=DIR, got {v!r}")
-        if name in out or name in ("tango3d", *DEFAULT_BASELINES):
+        if name in out or name in ("tango3d", *COMPUTED_BASELINES):
             parser.error(f"--baseline-checkpoint name {name!r} is taken; pick another")
         out[name] = path
     return out
+
+
+def _bundled_ablations(wanted: Sequence[str], named: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The bundled ablation checkpoints among ``wanted`` (not overridden by ``named``), and the
+    ones that were asked for but are not on disk, with the command that trains them."""
+    from ..models.checkpoint import BASELINE_BUILD_COMMANDS, bundled_baseline_dir
+
+    found: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for name in wanted:
+        if name not in CHECKPOINT_BASELINES or name in named:
+            continue
+        directory = bundled_baseline_dir(name)
+        if (directory / "config.json").is_file():
+            found[name] = str(directory)
+        else:
+            missing[name] = f"not found at {directory}; train it with `{BASELINE_BUILD_COMMANDS[name]}`"
+    return found, missing
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (reports stay portable)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _checkpoint_info(path: str | None, model: Any) -> dict[str, Any]:
     from ..models.checkpoint import default_checkpoint_dir, read_checkpoint_config
 
     directory = Path(path) if path else default_checkpoint_dir()
-    info: dict[str, Any] = {"path": str(directory), "name": model.config.name,
+    info: dict[str, Any] = {"path": _display_path(directory), "name": model.config.name,
                             "num_parameters": model.num_parameters()}
     try:
         info["extra"] = read_checkpoint_config(directory)[1].get("extra", {})
@@ -163,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "resolution": args.resolution, "num_points": args.num_points,
         "backprojection_views": args.backprojection_views, "seed": args.seed, "meshes": args.meshes,
     }
+    bundled, missing = _bundled_ablations(baselines, named)
+    for name, why in missing.items():
+        print(f"note: baseline {name} skipped: {why}", file=sys.stderr)
+    named = {**bundled, **named}
     try:
         configs = {s: default_config(s, quick=args.quick, **overrides) for s in suites}
         model = load_model(args.checkpoint, device=args.device)
@@ -186,8 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_info = {
         "command": "python -m tango3d_core.eval " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "checkpoint": _checkpoint_info(args.checkpoint, model),
-        "baseline_checkpoints": named,
+        "baseline_checkpoints": {n: _display_path(Path(d)) for n, d in named.items()},
+        "baseline_checkpoint_info": {n: _checkpoint_info(d, m) for (n, d), m in zip(named.items(), others.values())},
         "baselines": baselines,
+        "skipped_baselines": missing,
         "device": args.device,
         "quick": args.quick,
         "torch": torch.__version__,

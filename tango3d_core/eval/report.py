@@ -285,6 +285,21 @@ def export_png(figs: Sequence[Any], paths: Sequence[Path]) -> str | None:
     return None
 
 
+def _describe_checkpoint(ck: Mapping[str, Any]) -> str:
+    """One line: where a checkpoint is, its size, and how it was trained (stage: steps)."""
+    text = f"`{ck.get('path')}`"
+    if "name" in ck:
+        n = ck.get("num_parameters")
+        text += f" ({ck['name']}, {f'{n:,}' if isinstance(n, int) else '?'} parameters)"
+    extra = ck.get("extra") or {}
+    stages = [f"{st.get('name')} {st.get('steps')}" for st in extra.get("schedule", []) if isinstance(st, Mapping)]
+    if stages:
+        text += "; steps per stage: " + ", ".join(stages)
+    if extra.get("trained_by"):
+        text += f"; trained by `{extra['trained_by']}`"
+    return text + "."
+
+
 def write_report(results: Mapping[str, Any], out_dir: str | Path, *, png: PngMode = "auto",
                  plotlyjs: PlotlyJs = "cdn", command: str | None = None,
                  title: str = "Tango3D evaluation results") -> ReportFiles:
@@ -331,18 +346,20 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *, png: PngMod
     if command or run_info.get("command"):
         lines += ["Regenerate with:", "", "```bash", command or run_info["command"], "```", ""]
     if run_info.get("checkpoint"):
-        ck = run_info["checkpoint"]
-        lines += [f"Checkpoint: `{ck.get('path')}` ({ck.get('name', '?')}, {ck.get('num_parameters', '?')} parameters"
-                  + (f", {json.dumps(ck['extra'])}" if ck.get("extra") else "") + ")."]
-        if run_info.get("baseline_checkpoints"):
-            lines += ["Baseline checkpoints: " + ", ".join(f"`{k}` = `{v}`" for k, v in
-                                                          run_info["baseline_checkpoints"].items()) + "."]
-        lines += [""]
+        lines += [f"Checkpoint: {_describe_checkpoint(run_info['checkpoint'])}", ""]
+        infos = run_info.get("baseline_checkpoint_info") or {}
+        for name, path in (run_info.get("baseline_checkpoints") or {}).items():
+            lines += [f"Baseline `{name}`: {_describe_checkpoint(infos.get(name, {'path': path}))}", ""]
+        for name, why in (run_info.get("skipped_baselines") or {}).items():
+            lines += [f"Baseline `{name}` was not run: {why}.", ""]
     k = next((r.get("config", {}).get("backprojection_views") for r in suites), None) or "K"
-    lines += ["Methods: `tango3d` (our model), `random` (random features: chance level), `backprojection` "
-              f"(our own 2D encoder lifted to 3D by averaging its dense features over {k} rendered orbit views, "
-              "no 3D branch; its shape global embedding is the mean of the views' image embeddings); other "
-              "names are baseline checkpoints evaluated with the same code.", ""]
+    lines += ["Methods: `tango3d` (our model, progressive schedule); `random` (random features: chance level); "
+              f"`backprojection` (our own 2D encoder lifted to 3D by averaging its dense features over {k} rendered "
+              "orbit views, no 3D branch; its shape global embedding is the mean of the views' image embeddings); "
+              "`global-only` (same stage 0 and the same number of alignment steps, trained without the dense "
+              "pixel-point objective: what dense alignment adds); `single-stage` (same stage 0 and steps, every "
+              "loss and every parameter trained jointly from the start: what the progressive schedule adds). "
+              "All methods see the same data in the same run.", ""]
     if files.png_error:
         lines += [f"> PNG figures are not included: {files.png_error}. The interactive HTML figures are linked.", ""]
     for res, entries in per_suite:

@@ -23,7 +23,9 @@ from .tango3d import Tango3D
 __all__ = [
     "CheckpointError",
     "CHECKPOINT_VERSION",
+    "BASELINE_BUILD_COMMANDS",
     "BUILD_COMMAND",
+    "bundled_baseline_dir",
     "WEIGHTS_NAME",
     "CONFIG_NAME",
     "default_checkpoint_dir",
@@ -38,6 +40,13 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 # How the bundled checkpoint is produced; quoted in the error when it is missing.
 BUILD_COMMAND = "python -m tango3d_core.train --preset tiny --out runs/tiny --workers 1 --export assets/checkpoint"
+# The ablations of issue #4, trained at the same number of alignment steps as the bundled model
+# and from its stage 0; the evaluation reports them beside it.
+BASELINE_BUILD_COMMANDS = {
+    name: (f"python -m tango3d_core.train --preset tiny --schedule {name} --out runs/{name} "
+           f"--reuse-pretrain runs/tiny --workers 1 --export assets/baselines/{name}")
+    for name in ("global-only", "single-stage")
+}
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 
 
@@ -52,6 +61,14 @@ def default_checkpoint_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2] / "assets" / "checkpoint"
+
+
+def bundled_baseline_dir(name: str) -> Path:
+    """Where the bundled ablation checkpoint ``name`` ("global-only" or "single-stage") lives:
+    ``assets/baselines/<name>`` next to the bundled checkpoint."""
+    if name not in BASELINE_BUILD_COMMANDS:
+        raise ValueError(f"no bundled baseline {name!r}; choose from {sorted(BASELINE_BUILD_COMMANDS)}")
+    return Path(__file__).resolve().parents[2] / "assets" / "baselines" / name
 
 
 def save_checkpoint(model: Tango3D, directory: str | os.PathLike[str], *, extra: dict[str, Any] | None = None,

@@ -58,7 +58,17 @@ def test_eval_imports_no_training_code():
     assert "TRAIN: []" in out.stdout
 
 
-def test_pixel2point_json_with_baseline_checkpoint(checkpoints, tmp_path):
+@pytest.fixture()
+def bundled(monkeypatch, tmp_path):
+    """Point the bundled ablations at tmp_path/baselines/<name> (empty unless a test fills it)."""
+    import tango3d_core.models.checkpoint as ck
+
+    root = tmp_path / "baselines"
+    monkeypatch.setattr(ck, "bundled_baseline_dir", lambda name: root / name)
+    return root
+
+
+def test_pixel2point_json_with_baseline_checkpoint(checkpoints, tmp_path, bundled):
     a, b = checkpoints
     out = tmp_path / "res" / "p.json"
     assert main(["--suite", "pixel2point", "--checkpoint", str(a), "--baseline-checkpoint", f"global-only={b}",
@@ -70,10 +80,27 @@ def test_pixel2point_json_with_baseline_checkpoint(checkpoints, tmp_path):
     assert res["config"]["categories"] == ["chair", "mug"] and res["config"]["resolution"] == 48
     assert res["run"]["checkpoint"]["extra"] == {"stage": "test"}
     assert res["run"]["baseline_checkpoints"] == {"global-only": str(b)}
+    # the other bundled ablation is absent here: skipped, with the command that trains it
+    assert "single-stage" in res["run"]["skipped_baselines"]
+    assert "--schedule single-stage" in res["run"]["skipped_baselines"]["single-stage"]
     assert res["timing"]["methods"]["backprojection"]["shape_calls"] == 2
     # different weights, different numbers: the baseline checkpoint really is evaluated
     assert res["methods"]["tango3d"]["curve"] != res["methods"]["global-only"]["curve"]
     assert (tmp_path / "rep" / "results.md").is_file()
+
+
+def test_bundled_ablations_are_default_baselines(checkpoints, tmp_path, bundled, capsys):
+    a, b = checkpoints
+    save_checkpoint(build_model("tiny"), bundled / "single-stage")  # a third set of weights
+    assert main(["--suite", "pixel2point", "--checkpoint", str(a), *TINY_ARGS]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["methods"]) == {"tango3d", "random", "backprojection", "single-stage"}
+    assert res["run"]["baseline_checkpoints"] == {"single-stage": str(bundled / "single-stage")}
+    assert set(res["run"]["skipped_baselines"]) == {"global-only"}
+    # asking only for the computed baselines leaves the checkpoints out
+    assert main(["--suite", "pixel2point", "--checkpoint", str(a), "--baselines", "random", *TINY_ARGS]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["methods"]) == {"tango3d", "random"} and res["run"]["skipped_baselines"] == {}
 
 
 def test_all_with_meshes_runs_the_geometric_suites(checkpoints, tmp_path, capsys):

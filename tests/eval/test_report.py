@@ -91,3 +91,20 @@ def test_bad_inputs(results, tmp_path):
         write_report(results, tmp_path, plotlyjs="nowhere")
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.json"), "--out", str(tmp_path)])
+
+
+def test_header_describes_checkpoints_and_skipped_baselines(results, tmp_path):
+    res = json.loads(json.dumps(results))
+    sched = [{"name": "pretrain", "steps": 600}, {"name": "local", "steps": 400}]
+    res["run"]["checkpoint"] = {"path": "assets/checkpoint", "name": "tiny", "num_parameters": 6065642,
+                                "extra": {"schedule": sched, "trained_by": "python -m tango3d_core.train --preset tiny"}}
+    res["run"]["baseline_checkpoints"] = {"global-only": "assets/baselines/global-only"}
+    res["run"]["baseline_checkpoint_info"] = {"global-only": {"path": "assets/baselines/global-only", "name": "tiny",
+                                                              "num_parameters": 7, "extra": {}}}
+    res["run"]["skipped_baselines"] = {"single-stage": "not found at x; train it with `cmd`"}
+    md = write_report(res, tmp_path, png="off").markdown.read_text()
+    assert ("Checkpoint: `assets/checkpoint` (tiny, 6,065,642 parameters); steps per stage: pretrain 600, local 400; "
+            "trained by `python -m tango3d_core.train --preset tiny`.") in md
+    assert "Baseline `global-only`: `assets/baselines/global-only` (tiny, 7 parameters)." in md
+    assert "Baseline `single-stage` was not run: not found at x; train it with `cmd`." in md
+    assert '"schedule"' not in md  # no raw JSON dumps in the page
