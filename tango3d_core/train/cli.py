@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=128, help="training render resolution (pixels)")
     p.add_argument("--image-size", type=int, default=None,
                    help="model input size (longest side); default = --resolution")
+    p.add_argument("--reuse-pretrain", default=None, metavar="RUN",
+                   help="start from the finished stage 0 of another run directory (copied into --out), e.g. to "
+                        "train the ablations from the same pretrained encoders as runs/tiny")
     p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
@@ -99,6 +102,22 @@ def _load_weights(model: torch.nn.Module, directory: Path) -> None:
     load_state_dict_strict(model, state)
 
 
+def _reuse_pretrain(source_run: Path, out: Path) -> None:
+    """Copy ``source_run``'s finished stage 0 into ``out`` unless ``out`` already has one."""
+    import shutil
+
+    dst = out / "0_pretrain"
+    if (dst / "DONE").exists():
+        return
+    src = source_run / "0_pretrain"
+    if not (src / "DONE").exists():
+        raise SystemExit(f"--reuse-pretrain {source_run}: no finished stage 0 there ({src}/DONE is missing)")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    print(f"stage pretrain: reused from {src}", flush=True)
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run the requested stages; return the directory of the final weights."""
     if args.threads:
@@ -118,6 +137,10 @@ def train(args: argparse.Namespace) -> Path:
     if dist.is_initialized():
         dist.barrier()
 
+    if args.reuse_pretrain and is_main_process():
+        _reuse_pretrain(Path(args.reuse_pretrain), out)
+    if dist.is_initialized():
+        dist.barrier()
     cfg = Tango3DConfig.from_json(Path(args.model_config).read_text()) if args.model_config else get_preset(args.preset)
     image_size = args.image_size or args.resolution
     cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
@@ -140,6 +163,8 @@ def train(args: argparse.Namespace) -> Path:
             if (stage_dir / "latest" / "model.safetensors").exists():
                 _load_weights(model, stage_dir / "latest")
                 last_dir = stage_dir / "latest"
+                if spec.extra.get("init_point_head_after"):
+                    model.init_point_head_from_vae()
             continue
         ds = ShardDataset(data, "train", augment=True, seed=args.seed, num_points=spec.extra.get("num_points", 2048),
                           num_occ=spec.extra.get("num_occ", 2048))

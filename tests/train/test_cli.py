@@ -59,6 +59,18 @@ def test_one_command_runs_every_stage_and_resumes(tmp_path):
     r = _run(cmd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / names[-1] / "latest" / "model.safetensors").stat().st_mtime == mtime
+    # an ablation starts from this run's stage 0 instead of pretraining again
+    abl = tmp_path / "ablation"
+    r = _run([sys.executable, "-m", "tango3d_core.train", "--model-config", str(cfg), "--out", str(abl),
+              "--data", str(data), "--schedule", "global-only", "--reuse-pretrain", str(out), *COMMON])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "reused from" in r.stdout
+    pre = "0_pretrain/latest/model.safetensors"
+    assert (abl / pre).read_bytes() == (out / pre).read_bytes()
+    assert (abl / "1_global_only" / "DONE").exists()
+    r = _run([sys.executable, "-m", "tango3d_core.train", "--out", str(tmp_path / "x"), "--data", str(data),
+              "--reuse-pretrain", str(tmp_path / "nothing-here"), *COMMON])
+    assert r.returncode != 0 and "no finished stage 0" in r.stderr
 
 
 @pytest.mark.slow
