@@ -102,6 +102,16 @@ def _load_weights(model: torch.nn.Module, directory: Path) -> None:
     load_state_dict_strict(model, state)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (every option spelled out; flags without a value)."""
+    parts = ["python -m tango3d_core.train"]
+    for k, v in vars(args).items():
+        if v is None or v is False:
+            continue
+        parts.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}"))
+    return " ".join(parts)
+
+
 def _reuse_pretrain(source_run: Path, out: Path) -> None:
     """Copy ``source_run``'s finished stage 0 into ``out`` unless ``out`` already has one."""
     import shutil
@@ -188,8 +198,7 @@ def train(args: argparse.Namespace) -> Path:
     if args.export and is_main_process():
         dtype = torch.float16 if args.export_dtype == "float16" else torch.float32
         save_checkpoint(model, args.export, dtype=dtype, extra={
-            "trained_by": "python -m tango3d_core.train " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)),
+            "trained_by": _command_line(args),
             "schedule": [dataclasses.asdict(s) for s in schedule],
         })
         print(f"exported {args.export}", flush=True)

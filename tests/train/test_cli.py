@@ -99,3 +99,14 @@ def test_bad_arguments():
         default_schedule("huge")
     with pytest.raises(ValueError):
         default_schedule("tiny", steps_scale=0)
+
+
+def test_command_line_records_every_option():
+    from tango3d_core.train.cli import _command_line, parse_args
+
+    line = _command_line(parse_args(["--no-progress", "--schedule", "global-only", "--seed", "0"]))
+    assert line.startswith("python -m tango3d_core.train ")
+    assert "--seed 0" in line  # a zero is a value, not a missing option
+    assert "--no-progress" in line and "--no-progress True" not in line
+    assert "--schedule global-only" in line and "--export" not in line  # None is left out
+    assert parse_args(line.split()[3:]) == parse_args(["--no-progress", "--schedule", "global-only"])
