@@ -108,5 +108,5 @@ def test_command_line_records_every_option():
     assert line.startswith("python -m tango3d_core.train ")
     assert "--seed 0" in line  # a zero is a value, not a missing option
     assert "--no-progress" in line and "--no-progress True" not in line
-    assert "--schedule global-only" in line and "--export" not in line  # None is left out
+    assert "--schedule global-only" in line and "--export " not in line  # None is left out
     assert parse_args(line.split()[3:]) == parse_args(["--no-progress", "--schedule", "global-only"])
