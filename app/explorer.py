@@ -1,4 +1,5 @@
-"""What the explorer does, free of Gradio: uploads, encodings, clicks, comparison, retrieval.
+"""What the explorer does, free of Gradio: uploads, encodings, clicks, comparison, retrieval,
+3D <-> 3D matching, pixel -> many shapes, mask transfer, the feature view and exports.
 
 Every public method is one UI event. It takes the tab's :class:`~app.session.Session`, does the
 work, and returns plain values (PIL images, strings). A problem the user can fix raises
@@ -15,6 +16,12 @@ and of a 3D click (viser thread)::
     ray -> Viewer.pick (mesh intersection) -> ShapeFeatures.query(p) [D]
         -> overlay.heat_image over the image -> Session.panels, version += 1
         -> the page's gr.Timer polls ``poll`` and shows the new panels
+
+Views: the viewer shows one slot per (shape, provider): the first shape "a" for every provider
+in view, then the second shape "b" (3D <-> 3D) for every provider. A query colours every view
+with its own provider's features; a click on a point of one shape marks the best-matching
+point on the other (cosine of the clicked point's feature, ``ShapeFeatures.query``, against the
+other shape's ``dense`` features; the same field ``dense`` samples).
 """
 
 from __future__ import annotations
@@ -36,9 +43,16 @@ import trimesh
 from PIL import Image, ImageOps
 
 from .examples import Example
+from .export import ExportDir, mesh_bytes, values_npy_bytes
+from .fallback import FallbackViewer, screenshot_png
 from .gallery import Gallery, Hit
-from .overlay import draw_marker, heat_image, point_colors
-from .session import EncodedShape, LRUCache, Session, file_digest, image_digest
+from .many import MANY_POINTS, ShapeCard
+from .masks import (MaskError, draw_mask, foreground_mask, mask_from_editor, mask_prototypes, read_mask_file,
+                    region_scores)
+from .overlay import OverlaySettings, draw_marker, heat_image, point_colors
+from .pca import fit_pca, image_pca_rgb
+from .sam import SamSegmenter, find_checkpoint, sam_status
+from .session import EncodedShape, LRUCache, Session, ViewResult, file_digest, image_digest
 from .viewer import SlotContent, Viewer
 
 __all__ = ["Explorer", "Limits", "UserError", "surface_colors"]
@@ -46,11 +60,15 @@ __all__ = ["Explorer", "Limits", "UserError", "surface_colors"]
 log = logging.getLogger("tango3d.app")
 
 UpAxis = Literal["z", "y"]
+ViewerKind = Literal["viser", "fallback"]
+ExportKind = Literal["ply", "glb", "npy", "png"]
+ShapeId = Literal["a", "b"]
 Progress = Callable[..., Any]
 IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPG", "WEBP": "WebP"}
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
 QUERY_MARKER = (20, 220, 255)   # the clicked pixel (matches the viewer's query marker)
 BEST_MARKER = (255, 0, 255)     # the best match (matches the viewer's best marker)
+MAX_MANY = 8                    # gallery shapes in one pixel -> many query
 
 
 class UserError(Exception):
@@ -68,6 +86,7 @@ class Limits:
     num_points       surface samples per shape (features and overlay points)
     timeout_s        wall-clock budget of one load or encode
     max_sessions     open sessions (tabs); the least recently used is closed beyond this
+    Mask uploads are bounded like images (``max_image_bytes``, ``max_image_pixels``).
     """
 
     max_image_bytes: int = 25 * 1024 * 1024
@@ -130,16 +149,19 @@ class Explorer:
     compare_choices  names offered for comparison
     examples         (folder, examples) from ``app.examples.ensure_examples``
     gallery          retrieval gallery, or None to hide retrieval
-    work_dir         private folder for uploaded files (stored by content hash, never by name)
-    viewer           False runs without viser (tests of the 2D side, benchmarks)
+    work_dir         private folder for uploads (stored by content hash, never by name) and the
+                     sessions' export folders
+    viewer           "viser" (or True): one viser server per session; "fallback": a GLB for
+                     ``gr.Model3D`` (no WebSocket); False: no 3D view (tests, benchmarks)
     viewer_host      interface the per-session viser servers bind
+    cache_dir        where an optional SAM checkpoint is looked for (``<cache_dir>/sam/*.pth``)
     """
 
     def __init__(self, primary: Any, *, make_provider: Callable[[str], Any] | None = None,
                  compare_choices: Sequence[str] = (), examples: tuple[Path, list[Example]] | None = None,
                  gallery: Gallery | None = None, work_dir: str | Path, limits: Limits = Limits(),
-                 viewer: bool = True, viewer_host: str = "127.0.0.1", shape_cache: int = 12,
-                 image_cache: int = 48) -> None:
+                 viewer: bool | ViewerKind = True, viewer_host: str = "127.0.0.1", shape_cache: int = 12,
+                 image_cache: int = 48, many_cache: int = 24, cache_dir: str | Path | None = None) -> None:
         self.primary = primary
         self._providers: dict[str, Any] = {primary.name: primary}
         self._make_provider = make_provider
@@ -149,24 +171,36 @@ class Explorer:
         self.work_dir = Path(work_dir)
         (self.work_dir / "uploads").mkdir(parents=True, exist_ok=True)
         self.limits = limits
-        self.viewer_enabled = viewer
+        if viewer is True:
+            viewer = "viser"
+        if viewer not in (False, "viser", "fallback"):
+            raise ValueError(f"viewer must be 'viser', 'fallback' or False, got {viewer!r}")
+        self.viewer_kind: ViewerKind | None = viewer or None
+        self.viewer_enabled = bool(viewer)
         self.viewer_host = viewer_host
         self.meshes: LRUCache[tuple, trimesh.Trimesh] = LRUCache(shape_cache)
         self.shape_cache: LRUCache[tuple, EncodedShape] = LRUCache(shape_cache)
         self.image_cache: LRUCache[tuple, Any] = LRUCache(image_cache)
+        self.many_cache: LRUCache[tuple, ShapeCard] = LRUCache(many_cache)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode")
         self._provider_lock = threading.Lock()
+        self.sam_available, self.sam_message = sam_status(cache_dir)
+        self._sam: SamSegmenter | None = None
+        self._cache_dir = cache_dir
         if gallery is not None:
             gallery.build_in_background(primary)
 
     # ----------------------------------------------------------------- sessions
     def open_session(self, session_id: str) -> Session:
-        """A new session with its own viewer; closes the least recently used one past the limit."""
+        """A new session with its own viewer (a viser server of its own, started here and
+        stopped by :meth:`close_session`); closes the least recently used one past the limit."""
         session = Session(id=session_id, providers=[self.primary.name])
-        if self.viewer_enabled:
+        if self.viewer_kind == "viser":
             session.viewer = Viewer(host=self.viewer_host, on_click=lambda slot, p: self.click_point(session, slot, p))
+        elif self.viewer_kind == "fallback":
+            session.viewer = FallbackViewer(self.work_dir / "scenes")
         evicted = []
         with self._sessions_lock:
             old = self._sessions.pop(session_id, None)
@@ -180,7 +214,7 @@ class Explorer:
         return session
 
     def close_session(self, session: Session | str | None) -> None:
-        """Close a session (by object or id); idempotent."""
+        """Close a session (by object or id): stop its viewer, delete its exports; idempotent."""
         if session is None:
             return
         with self._sessions_lock:
@@ -196,12 +230,28 @@ class Explorer:
         with self._sessions_lock:
             return list(self._sessions)
 
+    def session(self, session_id: str) -> Session | None:
+        with self._sessions_lock:
+            return self._sessions.get(session_id)
+
+    def viewer_port(self, token: str) -> int | None:
+        """Local port of the open viser server whose session has viewer token ``token`` (the
+        single-port proxy's routing table), or None."""
+        with self._sessions_lock:
+            for s in self._sessions.values():
+                if s.viewer_token == token and not s.closed:
+                    port = getattr(s.viewer, "port", None)
+                    return None if port is None or s.viewer.closed else int(port)
+        return None
+
     @staticmethod
     def _close(session: Session) -> None:
         with session.lock:
             session.closed = True
             if session.viewer is not None:
                 session.viewer.close()
+            if session.exports is not None:
+                session.exports.cleanup()
 
     def _live(self, session: Session | None) -> Session:
         if session is None or session.closed:
@@ -286,7 +336,10 @@ class Explorer:
         with session.lock:
             session.image, session.image_key, session.image_features = img, key, feats
             session.last_query = None
+            session.last_pixel = None
             session.best_pixels.clear()
+            session.mask, session.foreground = None, None
+            session.many_results = []
             self._reset_overlay(session)
             session.panels = [img if i < len(session.providers) else None for i in range(2)]
             session.seen_version = session.version
@@ -300,12 +353,12 @@ class Explorer:
         return feats
 
     # ------------------------------------------------------------------- meshes
-    def load_mesh_file(self, session: Session, path: str | Path, *, up_axis: UpAxis = "z",
-                       display_name: str | None = None, progress: Progress | None = None) -> str:
-        """Upload -> mesh (validated, Z-up), encoded by every provider in view, shown in the viewer."""
+    def _read_mesh_file(self, path: str | Path, *, up_axis: UpAxis, display_name: str | None
+                        ) -> tuple[trimesh.Trimesh, str, str, Path]:
+        """Validate, store (by content hash) and load an uploaded mesh: (mesh, key, shown name,
+        stored path). The mesh is cached by (content, up axis)."""
         from tango3d_core.data.meshio import MeshLoadError, load_mesh
 
-        session = self._live(session)
         if up_axis not in ("z", "y"):
             raise UserError(f"Up axis must be Z or Y, got {up_axis!r}.")
         path = Path(path)
@@ -319,7 +372,6 @@ class Explorer:
             raise UserError("The uploaded mesh could not be read; please upload it again.") from None
         if size > self.limits.max_mesh_bytes:
             raise UserError(f"'{shown}' is {size / 2**20:.1f} MB; the limit is {self.limits.max_mesh_bytes / 2**20:.0f} MB.")
-        _step(progress, 0.02, "Reading mesh")
         digest = file_digest(path)
         # The upload is kept under its content hash: user-chosen names never reach a file path.
         stored = self.work_dir / "uploads" / f"{digest}{ext}"
@@ -336,8 +388,16 @@ class Explorer:
                 raise UserError(str(e).replace(stored.name, shown)) from None
 
         mesh, _ = self.meshes.get_or_compute(("file", digest, up_axis), lambda: self._run(f"Reading '{shown}'", read))
-        return self._set_shape(session, mesh, key=f"file-{digest}-{up_axis}", name=shown,
-                               source=("file", str(stored)), up_axis=up_axis, progress=progress)
+        return mesh, f"file-{digest}-{up_axis}", shown, stored
+
+    def load_mesh_file(self, session: Session, path: str | Path, *, up_axis: UpAxis = "z",
+                       display_name: str | None = None, progress: Progress | None = None) -> str:
+        """Upload -> mesh (validated, Z-up), encoded by every provider in view, shown in the viewer."""
+        session = self._live(session)
+        _step(progress, 0.02, "Reading mesh")
+        mesh, key, shown, stored = self._read_mesh_file(path, up_axis=up_axis, display_name=display_name)
+        return self._set_shape(session, mesh, key=key, name=shown, source=("file", str(stored)), up_axis=up_axis,
+                               progress=progress)
 
     def set_up_axis(self, session: Session, up_axis: UpAxis, *, progress: Progress | None = None) -> str:
         """Reload the current uploaded mesh file with another up axis. Gallery shapes keep the
@@ -365,9 +425,9 @@ class Explorer:
             session.shapes = encoded
             session.last_query = None
             session.best_points.clear()
-            if session.viewer is not None:
-                for slot, pname in enumerate(session.providers):
-                    self._show(session, slot, pname)
+            session.match_points.clear()
+            session.results.clear()
+            self._show_all(session)
             if session.image is not None:
                 session.panels = [session.image if i < len(session.providers) else None for i in range(2)]
             dt = time.perf_counter() - t0
@@ -389,12 +449,116 @@ class Explorer:
             lambda: self._run("Encoding the shape", encode))
         return value
 
-    def _show(self, session: Session, slot: int, pname: str) -> None:
-        enc = session.shapes[pname]
-        f = enc.features
-        session.viewer.show(slot, SlotContent(mesh=session.mesh, points=f.points.detach().cpu().numpy(),
-                                              normals=f.normals.detach().cpu().numpy(), base=enc.base_u8,
-                                              label=pname))
+    # -------------------------------------------------------------------- views
+    @staticmethod
+    def _views(session: Session) -> list[tuple[ShapeId, str, EncodedShape]]:
+        """The viewer's slots in order: (shape, provider, encoding); slot = index in this list."""
+        views: list[tuple[ShapeId, str, EncodedShape]] = []
+        if session.mesh is not None:
+            views += [("a", p, session.shapes[p]) for p in session.providers if p in session.shapes]
+        if session.second_mesh is not None:
+            views += [("b", p, session.shapes_b[p]) for p in session.providers if p in session.shapes_b]
+        return views
+
+    def _show_all(self, session: Session) -> None:
+        """(Re)build every slot from ``_views`` (under ``session.lock``)."""
+        if session.viewer is None:
+            return
+        views = self._views(session)
+        two = session.second_mesh is not None
+        for slot, (sid, pname, enc) in enumerate(views):
+            mesh = session.mesh if sid == "a" else session.second_mesh
+            name = session.mesh_name if sid == "a" else session.second_name
+            f = enc.features
+            session.viewer.show(slot, SlotContent(mesh=mesh, points=f.points.detach().cpu().numpy(),
+                                                  normals=f.normals.detach().cpu().numpy(), base=enc.base_u8,
+                                                  label=f"{pname} · {name}" if two else pname))
+        session.viewer.clear_from(len(views))
+
+    # ------------------------------------------------------------ second shape
+    def load_second_file(self, session: Session, path: str | Path, *, up_axis: UpAxis = "z",
+                         display_name: str | None = None, progress: Progress | None = None) -> str:
+        """Upload -> the second shape, side by side with the first (3D <-> 3D matching)."""
+        session = self._live(session)
+        _step(progress, 0.02, "Reading the second mesh")
+        mesh, key, shown, _ = self._read_mesh_file(path, up_axis=up_axis, display_name=display_name)
+        return self._set_second(session, mesh, key=key, name=shown, progress=progress)
+
+    def load_second_gallery(self, session: Session, key: str, *, progress: Progress | None = None) -> str:
+        """A gallery shape (by its key) -> the second shape."""
+        session = self._live(session)
+        if self.gallery is None:
+            raise UserError("No gallery is loaded; upload a second mesh instead.")
+        item = self._gallery_item(key)
+        if item is None:
+            raise UserError("That gallery shape does not exist; pick another one.")
+        _step(progress, 0.05, f"Loading {item.name}")
+        mesh = self._gallery_mesh(item)
+        return self._set_second(session, mesh, key=f"gallery-{item.key}", name=item.name, progress=progress)
+
+    def _gallery_item(self, key: str) -> Any:
+        """The gallery item with ``key``, or None (a dict look-up when the gallery offers one)."""
+        if self.gallery is None:
+            return None
+        lookup = getattr(self.gallery, "item", None)
+        if callable(lookup):
+            return lookup(key)
+        return next((it for it in self.gallery.items if it.key == key), None)
+
+    def _gallery_mesh(self, item: Any) -> trimesh.Trimesh:
+        mesh, _ = self.meshes.get_or_compute(("gallery", item.key),
+                                             lambda: self._run(f"Loading {item.name}", item.load))
+        return mesh
+
+    def _set_second(self, session: Session, mesh: trimesh.Trimesh, *, key: str, name: str,
+                    progress: Progress | None) -> str:
+        with session.lock:
+            if session.mesh is None:
+                raise UserError("Load the first shape (upload, example or search result) before a second one.")
+        encoded = {}
+        for i, pname in enumerate(session.providers):
+            _step(progress, 0.1 + 0.8 * i / len(session.providers), f"Encoding the second shape ({pname})")
+            encoded[pname] = self._shape_features(self.provider(pname), mesh, key)
+        with session.lock:
+            session.second_mesh, session.second_key, session.second_name = mesh, key, name
+            session.shapes_b = encoded
+            session.match_points.clear()
+            self._show_all(session)
+            self._rerender(session)
+            session.status = (f"Second shape '{name}' ready beside '{session.mesh_name}': click a point of either "
+                              "shape to see the matching region on the other.")
+            return session.status
+
+    def clear_second(self, session: Session) -> str:
+        session = self._live(session)
+        with session.lock:
+            session.second_mesh, session.second_key, session.second_name = None, None, ""
+            session.shapes_b = {}
+            session.match_points = {k: v for k, v in session.match_points.items() if k[0] == "a"}
+            if session.last_query is not None and session.last_query[0] == "point" and session.last_query[2] == "b":
+                session.last_query = None
+            self._show_all(session)
+            self._rerender(session)
+            session.status = "Second shape removed."
+            return session.status
+
+    def _rerender(self, session: Session) -> None:
+        """Redraw the current query after the views changed (under ``session.lock``)."""
+        session.results.clear()
+        if session.last_query is not None and self._query_possible(session):
+            self._render_query(session)
+        else:
+            session.last_query = None
+            self._reset_overlay(session)
+
+    @staticmethod
+    def _query_possible(session: Session) -> bool:
+        kind = session.last_query[0] if session.last_query else None
+        if kind in ("pixel", "mask"):
+            return session.image is not None and session.mesh is not None
+        if kind == "point":
+            return session.mesh is not None and (session.last_query[2] == "a" or session.second_mesh is not None)
+        return kind == "pca"
 
     # ----------------------------------------------------------------- examples
     def load_example(self, session: Session, index: int, *, progress: Progress | None = None
@@ -413,13 +577,12 @@ class Explorer:
 
     # ------------------------------------------------------------------- clicks
     def click_pixel(self, session: Session, xy: Sequence[float]) -> list[Image.Image | None]:
-        """A click on the image at pixel ``xy`` = (x, y) of the working image: colour the shape(s)."""
+        """A click on the image at pixel ``xy`` = (x, y) of the working image: colour the shape(s)
+        (and the pixel -> many gallery shapes, when some are chosen)."""
         session = self._live(session)
         with session.lock:
             if session.image is None:
                 raise UserError("Upload an image (or pick an example) first.")
-            if session.mesh is None:
-                raise UserError("Upload a mesh (or pick an example) to see where this pixel lands.")
             try:
                 x, y = float(xy[0]), float(xy[1])
             except (TypeError, ValueError, IndexError):
@@ -428,76 +591,223 @@ class Explorer:
             if not (np.isfinite(x) and np.isfinite(y)):
                 raise UserError("The click position did not arrive; click the image again.")
             x, y = min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)
+            session.last_pixel = (x, y)
+            if session.mesh is None:
+                if session.many_keys:  # pixel -> many needs no shape of its own
+                    self._render_many(session, (x, y))
+                    session.panels[0] = draw_marker(session.image, (x, y), color=QUERY_MARKER)
+                    session.status = f"Pixel ({x:.0f}, {y:.0f}) matched on {len(session.many_results)} gallery shapes."
+                    session.seen_version = session.version
+                    return list(session.panels)
+                raise UserError("Upload a mesh (or pick an example) to see where this pixel lands.")
             session.last_query = ("pixel", (x, y))
             self._render_query(session)
             session.seen_version = session.version
             return list(session.panels)
 
     def click_point(self, session: Session, slot: int, point: np.ndarray) -> None:
-        """A click on the shape in the viewer (viser's thread): heat maps over the image."""
+        """A click on a shape in the viewer (viser's thread): heat maps over the image, and the
+        matching region on the other shape (3D <-> 3D)."""
         try:
             with session.lock:
                 if session.closed or session.mesh is None:
                     return
-                if session.image is None:
-                    session.status = "Upload an image to see where this point appears in it."
+                views = self._views(session)
+                if not 0 <= int(slot) < len(views):
+                    return
+                sid = views[int(slot)][0]
+                if session.image is None and session.second_mesh is None:
+                    session.status = ("Upload an image to see where this point appears in it, or add a second "
+                                      "shape to match it in 3D.")
                     session.version += 1
                     return
-                session.last_query = ("point", np.asarray(point, np.float64).reshape(3))
+                session.last_query = ("point", np.asarray(point, np.float64).reshape(3), sid)
                 self._render_query(session)
                 session.version += 1
         except Exception:  # a viser callback must not die silently: log it, keep the viewer alive
             log.exception("3D click failed")
 
+    def click_shape_point(self, session: Session, shape: ShapeId, index: int) -> list[Image.Image | None]:
+        """The 3D click without a browser: feature point ``index`` of shape "a" or "b" (for the
+        fallback view, tests and scripts). Returns the panels."""
+        session = self._live(session)
+        with session.lock:
+            encs = session.shapes if shape == "a" else session.shapes_b
+            if not encs:
+                raise UserError("There is no such shape loaded.")
+            pts = encs[session.providers[0]].features.points
+            if not 0 <= int(index) < len(pts):
+                raise UserError(f"Point index must be in [0, {len(pts) - 1}].")
+            slot = next(i for i, v in enumerate(self._views(session)) if v[0] == shape)
+        self.click_point(session, slot, pts[int(index)].detach().cpu().numpy().astype(np.float64))
+        with session.lock:
+            session.seen_version = session.version
+            return list(session.panels)
+
+    # ---------------------------------------------------------------- rendering
     def _render_query(self, session: Session) -> None:
         """Recompute colours, markers and panels for ``session.last_query`` (under ``session.lock``)."""
         if session.last_query is None:
             self._reset_overlay(session)
             return
-        kind, value = session.last_query
-        st = session.overlay
+        kind = session.last_query[0]
         t0 = time.perf_counter()
-        for slot, pname in enumerate(session.providers):
-            img_f = session.image_features[pname]
-            enc = session.shapes[pname]
+        session.results.clear()
+        if kind == "pixel":
+            self._render_pixel(session, session.last_query[1])
+        elif kind == "point":
+            self._render_point(session, session.last_query[1], session.last_query[2])
+        elif kind == "mask":
+            self._render_mask(session)
+        elif kind == "pca":
+            self._render_pca(session)
+        else:
+            raise ValueError(f"unknown query kind {kind!r}")
+        session.last_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _selection(self, sims: torch.Tensor, st: OverlaySettings) -> np.ndarray:
+        """bool [N]: the points a heat map highlights (top-k, or at least the threshold)."""
+        if st.mode == "top-k":
+            sel = torch.zeros_like(sims, dtype=torch.bool)
+            sel[sims.topk(min(int(st.k), sims.shape[0])).indices] = True
+        else:
+            sel = sims >= float(st.threshold)
+        return sel.cpu().numpy()
+
+    def _set_view(self, session: Session, slot: int, sid: str, pname: str, scores: torch.Tensor, labels: np.ndarray,
+                  colors: np.ndarray) -> None:
+        session.results[(sid, pname)] = ViewResult(scores=scores.float().cpu().numpy(), labels=labels, colors=colors)
+        if session.viewer is not None:
+            session.viewer.set_colors(slot, colors)
+
+    def _render_pixel(self, session: Session, value: tuple[float, float]) -> None:
+        st = session.overlay
+        feats = {p: session.image_features[p].sample(torch.tensor([value], dtype=torch.float32))[0]
+                 for p in session.providers}
+        for slot, (sid, pname, enc) in enumerate(self._views(session)):
             dense = enc.features.dense
-            if kind == "pixel":
-                f = img_f.sample(torch.tensor([value], dtype=torch.float32))[0].to(dense.device)
-                sims = dense @ f
-                colors, best = point_colors(sims, enc.base, st)
-                best_point = enc.features.points[best].detach().cpu().numpy().astype(np.float64)
+            sims = dense @ feats[pname].to(dense.device)
+            colors, best = point_colors(sims, enc.base, st)
+            best_point = enc.features.points[best].detach().cpu().numpy().astype(np.float64)
+            if sid == "a":
                 session.best_points[pname] = best_point
-                session.panels[slot] = draw_marker(session.image, value, color=QUERY_MARKER)
-                if session.viewer is not None:
-                    session.viewer.set_colors(slot, colors)
-                    session.viewer.set_marker(slot, "best", best_point)
-                    session.viewer.set_marker(slot, "query", None)
-            else:
-                q = enc.features.query(torch.tensor(value[None], dtype=torch.float32))[0].to(dense.device)
-                heat, best_px = heat_image(session.image, img_f.dense, q, st)
+            session.match_points[(sid, pname)] = best_point
+            self._set_view(session, slot, sid, pname, sims, self._selection(sims, st), colors)
+            if session.viewer is not None:
+                session.viewer.set_marker(slot, "best", best_point)
+                session.viewer.set_marker(slot, "query", None)
+        for i, pname in enumerate(session.providers):
+            session.panels[i] = draw_marker(session.image, value, color=QUERY_MARKER)
+        if session.many_keys:
+            self._render_many(session, value)
+        px = ", ".join(f"{p}: best point ({', '.join(f'{v:.3f}' for v in session.best_points[p])})"
+                       for p in session.providers)
+        session.status = f"Pixel ({value[0]:.0f}, {value[1]:.0f}) → {px}."
+
+    def _render_point(self, session: Session, value: np.ndarray, clicked: str) -> None:
+        st = session.overlay
+        encs = session.shapes if clicked == "a" else session.shapes_b
+        queries = {p: encs[p].features.query(torch.tensor(value[None], dtype=torch.float32))[0]
+                   for p in session.providers}
+        parts = []
+        if session.image is not None:
+            for i, pname in enumerate(session.providers):
+                heat, best_px = heat_image(session.image, session.image_features[pname].dense, queries[pname], st)
                 session.best_pixels[pname] = best_px
-                session.panels[slot] = draw_marker(heat, best_px, color=BEST_MARKER)
-                # The shape shows the clicked point's similarity to the rest of the shape (3D -> 3D).
-                colors, _ = point_colors(dense @ q, enc.base, st)
+                session.panels[i] = draw_marker(heat, best_px, color=BEST_MARKER)
+            parts.append(", ".join(f"{p}: best pixel {session.best_pixels[p]}" for p in session.providers))
+        for slot, (sid, pname, enc) in enumerate(self._views(session)):
+            dense = enc.features.dense
+            sims = dense @ queries[pname].to(dense.device)
+            colors, best = point_colors(sims, enc.base, st)
+            self._set_view(session, slot, sid, pname, sims, self._selection(sims, st), colors)
+            if sid == clicked:
+                # The clicked shape shows the point's similarity to the rest of itself.
                 if session.viewer is not None:
-                    session.viewer.set_colors(slot, colors)
                     session.viewer.set_marker(slot, "query", value)
                     session.viewer.set_marker(slot, "best", None)
-        session.last_ms = (time.perf_counter() - t0) * 1000.0
-        if kind == "pixel":
-            px = ", ".join(f"{p}: best point ({', '.join(f'{v:.3f}' for v in session.best_points[p])})"
-                           for p in session.providers)
-            session.status = f"Pixel ({value[0]:.0f}, {value[1]:.0f}) → {px}."
-        else:
-            px = ", ".join(f"{p}: best pixel {session.best_pixels[p]}" for p in session.providers)
-            session.status = f"Point ({', '.join(f'{v:.3f}' for v in value)}) → {px}."
+            else:
+                best_point = enc.features.points[best].detach().cpu().numpy().astype(np.float64)
+                session.match_points[(sid, pname)] = best_point
+                if session.viewer is not None:
+                    session.viewer.set_marker(slot, "best", best_point)
+                    session.viewer.set_marker(slot, "query", None)
+        other = "b" if clicked == "a" else "a"
+        if session.second_mesh is not None:
+            name = session.second_name if other == "b" else session.mesh_name
+            parts.append(", ".join(f"{p}: best match on '{name}' at "
+                                   f"({', '.join(f'{v:.3f}' for v in session.match_points[(other, p)])})"
+                                   for p in session.providers if (other, p) in session.match_points))
+        where = "" if clicked == "a" or session.second_mesh is None else f" of '{session.second_name}'"
+        session.status = f"Point ({', '.join(f'{v:.3f}' for v in value)}){where} → " + "; ".join(parts) + "."
+
+    def _foreground(self, session: Session) -> np.ndarray:
+        if session.foreground is None:
+            session.foreground = foreground_mask(session.image)
+        return session.foreground
+
+    def _render_mask(self, session: Session) -> None:
+        st = session.overlay
+        t = float(session.mask_threshold)
+        region_st = st.updated(mode="threshold", threshold=min(max(t, -1.0), 1.0), scale="relative")
+        fg = self._foreground(session)
+        protos = {p: mask_prototypes(session.image_features[p], session.mask, fg) for p in session.providers}
+        sizes = []
+        for slot, (sid, pname, enc) in enumerate(self._views(session)):
+            score = region_scores(enc.features.dense, *protos[pname])
+            region = score >= t
+            colors, _ = point_colors(score, enc.base, region_st)
+            self._set_view(session, slot, sid, pname, score, region.cpu().numpy(), colors)
+            if session.viewer is not None:
+                session.viewer.set_marker(slot, "best", None)
+                session.viewer.set_marker(slot, "query", None)
+            sizes.append(f"{pname}{'' if sid == 'a' else ' (2nd shape)'}: {int(region.sum())} of {len(region)} points")
+        shown = draw_mask(session.image, session.mask)
+        for i in range(len(session.providers)):
+            session.panels[i] = shown
+        session.status = (f"Mask of {int(session.mask.sum()):,} pixels transferred at threshold {t:+.2f} → "
+                          + ", ".join(sizes) + ".")
+
+    def _render_pca(self, session: Session) -> None:
+        views = self._views(session)
+        fg = self._foreground(session) if session.image is not None else None
+        explained = []
+        for i, pname in enumerate(session.providers):
+            blocks = []
+            img_f = session.image_features.get(pname) if session.image is not None else None
+            small_fg = None
+            if img_f is not None:
+                d, h, w = img_f.dense.shape
+                small_fg = np.asarray(Image.fromarray(fg.astype(np.uint8) * 255).resize((w, h), Image.BOX)) > 127
+                if not small_fg.any():
+                    small_fg = np.ones((h, w), bool)
+                rows = img_f.dense.reshape(d, h * w).T
+                blocks.append(rows[torch.from_numpy(small_fg.reshape(-1)).to(rows.device)])
+            mine = [(slot, sid, enc) for slot, (sid, p, enc) in enumerate(views) if p == pname]
+            blocks += [enc.features.dense for _, _, enc in mine]
+            if not blocks:
+                continue
+            proj = fit_pca(blocks)
+            explained.append(f"{pname}: {100 * float(proj.explained.sum()):.0f}% of the variance")
+            if img_f is not None:
+                session.panels[i] = image_pca_rgb(proj, img_f.dense, session.image.size, dim_mask=fg)
+            for slot, sid, enc in mine:
+                colors = proj.to_u8(enc.features.dense)
+                first = proj.project(enc.features.dense)[:, 0]
+                self._set_view(session, slot, sid, pname, first, np.zeros(len(colors), bool), colors)
+                if session.viewer is not None:
+                    session.viewer.set_marker(slot, "best", None)
+                    session.viewer.set_marker(slot, "query", None)
+        session.status = ("Feature view: the first 3 principal components of the dense features → RGB, one "
+                          "projection per provider shared by the image and the shapes (" + "; ".join(explained)
+                          + "). Click to query again.")
 
     def _reset_overlay(self, session: Session) -> None:
-        if session.viewer is None or session.mesh is None:
+        session.results.clear()
+        if session.viewer is None:
             return
-        for slot, pname in enumerate(session.providers):
-            if pname in session.shapes:
-                session.viewer.set_colors(slot, session.shapes[pname].base_u8)
+        for slot, (_, _, enc) in enumerate(self._views(session)):
+            session.viewer.set_colors(slot, enc.base_u8)
             session.viewer.set_marker(slot, "best", None)
             session.viewer.set_marker(slot, "query", None)
 
@@ -530,34 +840,40 @@ class Explorer:
                     ) -> list[Image.Image | None]:
         """Show a second provider side by side (``None`` or "" turns comparison off)."""
         session = self._live(session)
+        img_f = enc = enc_b = None
         if name:
             if name == self.primary.name:
                 raise UserError("Pick a provider other than the primary one to compare with.")
             provider = self.provider(name)
-            img_f = enc = None
-            if session.image is not None:
+            with session.lock:
+                image, image_key = session.image, session.image_key
+                mesh, mesh_key = session.mesh, session.mesh_key
+                second, second_key = session.second_mesh, session.second_key
+            if image is not None:
                 _step(progress, 0.2, f"Encoding image ({name})")
-                img_f = self._image_features(provider, session.image, session.image_key)
-            if session.mesh is not None:
+                img_f = self._image_features(provider, image, image_key)
+            if mesh is not None:
                 _step(progress, 0.5, f"Encoding shape ({name})")
-                enc = self._shape_features(provider, session.mesh, session.mesh_key)
+                enc = self._shape_features(provider, mesh, mesh_key)
+            if second is not None:
+                _step(progress, 0.75, f"Encoding the second shape ({name})")
+                enc_b = self._shape_features(provider, second, second_key)
         with session.lock:
             for old in session.providers[1:]:
                 session.image_features.pop(old, None)
                 session.shapes.pop(old, None)
+                session.shapes_b.pop(old, None)
             session.providers = [self.primary.name] + ([name] if name else [])
             if name:
-                if img_f is not None:
+                if img_f is not None and session.image is not None:
                     session.image_features[name] = img_f
-                if enc is not None:
+                if enc is not None and session.mesh is not None:
                     session.shapes[name] = enc
-                    if session.viewer is not None:
-                        self._show(session, 1, name)
-            elif session.viewer is not None:
-                session.viewer.clear(1)
+                if enc_b is not None and session.second_mesh is not None:
+                    session.shapes_b[name] = enc_b
+            self._show_all(session)
             session.panels[1] = session.image if name else None
-            if session.last_query is not None and session.image is not None and session.mesh is not None:
-                self._render_query(session)
+            self._rerender(session)
             session.seen_version = session.version
             session.status = (f"Comparing {self.primary.name} with {name}." if name else "Comparison off.")
             return list(session.panels)
@@ -604,8 +920,9 @@ class Explorer:
             session.status = f"{len(hits)} shapes found; click one to load it."
         return hits
 
-    def load_hit(self, session: Session, index: int, *, progress: Progress | None = None) -> str:
-        """Load search result ``index`` into the viewer."""
+    def load_hit(self, session: Session, index: int, *, as_second: bool = False,
+                 progress: Progress | None = None) -> str:
+        """Load search result ``index`` into the viewer (as the first shape, or the second)."""
         session = self._live(session)
         with session.lock:
             hits = list(session.search_hits)
@@ -613,9 +930,231 @@ class Explorer:
             raise UserError("That result is no longer available; search again.")
         item = hits[int(index)].item
         _step(progress, 0.05, f"Loading {item.name}")
-        mesh, _ = self.meshes.get_or_compute(("gallery", item.key), lambda: self._run(f"Loading {item.name}", item.load))
+        mesh = self._gallery_mesh(item)
+        if as_second:
+            return self._set_second(session, mesh, key=f"gallery-{item.key}", name=item.name, progress=progress)
         return self._set_shape(session, mesh, key=f"gallery-{item.key}", name=item.name, source=("gallery", item.key),
                                up_axis=session.up_axis, progress=progress)
+
+    def gallery_choices(self, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(name, key) of the first ``limit`` gallery shapes, for pickers."""
+        if self.gallery is None:
+            return []
+        return [(it.name, it.key) for it in self.gallery.items[:limit]]
+
+    # ------------------------------------------------------------ pixel -> many
+    def default_many(self, session: Session | None = None, *, n: int = 6) -> list[str]:
+        """A starting choice of gallery shapes: the last search's hits, else one per category."""
+        if self.gallery is None:
+            return []
+        if session is not None and session.search_hits:
+            return [h.item.key for h in session.search_hits[:n]]
+        seen, keys = set(), []
+        for it in self.gallery.items[:2000]:  # a built gallery may hold millions: look at the start only
+            cat = getattr(it, "category", "") or it.key
+            if cat not in seen:
+                seen.add(cat)
+                keys.append(it.key)
+            if len(keys) == n:
+                break
+        return keys
+
+    def set_many(self, session: Session, keys: Sequence[str], *, progress: Progress | None = None
+                 ) -> list[tuple[Image.Image, str]]:
+        """Choose the gallery shapes (at most ``MAX_MANY``) that every pixel click is also matched
+        on. Encodes (once, cached) and renders each; redraws the last pixel if there is one."""
+        session = self._live(session)
+        keys = list(dict.fromkeys(str(k) for k in (keys or [])))
+        if len(keys) > MAX_MANY:
+            raise UserError(f"Pick at most {MAX_MANY} gallery shapes (got {len(keys)}).")
+        if keys and self.gallery is None:
+            raise UserError("No gallery is loaded.")
+        items = {k: self._gallery_item(k) for k in keys}
+        unknown = [k for k, it in items.items() if it is None]
+        if unknown:
+            raise UserError("Some chosen shapes are not in the gallery; pick them again.")
+        for i, key in enumerate(keys):
+            _step(progress, 0.05 + 0.9 * i / max(1, len(keys)), f"Encoding {items[key].name}")
+            self._many_card(items[key])
+        with session.lock:
+            session.many_keys = keys
+            session.many_results = []
+            if keys and session.last_pixel is not None and session.image is not None:
+                self._render_many(session, session.last_pixel)
+                session.status = f"Last pixel matched on {len(keys)} gallery shapes."
+            elif keys:
+                session.status = f"{len(keys)} gallery shapes chosen: click a pixel of the image."
+            else:
+                session.status = "No gallery shapes chosen for pixel → many."
+            return list(session.many_results)
+
+    def _many_card(self, item: Any) -> ShapeCard:
+        provider = self.primary
+
+        def build() -> ShapeCard:
+            mesh = self._gallery_mesh(item)
+            feats = provider.encode_shape(mesh, num_points=MANY_POINTS, seed=0)
+            return ShapeCard.build(item.key, item.name, mesh, feats)
+
+        card, _ = self.many_cache.get_or_compute((provider.fingerprint, item.key),
+                                                 lambda: self._run(f"Encoding {item.name}", build))
+        return card
+
+    def _render_many(self, session: Session, xy: tuple[float, float]) -> None:
+        """Colour the chosen gallery shapes for pixel ``xy`` (primary provider; under the lock)."""
+        if session.image is None or not session.many_keys:
+            session.many_results = []
+            return
+        f = session.image_features[self.primary.name].sample(torch.tensor([xy], dtype=torch.float32))[0]
+        out = []
+        for key in session.many_keys:
+            card = self.many_cache.get((self.primary.fingerprint, key))
+            if card is None:  # evicted by other sessions: rebuild (a fraction of a second per shape)
+                item = self._gallery_item(key)
+                if item is None:
+                    continue
+                card = self._many_card(item)
+            img, best, _ = card.heat(f, session.overlay)
+            out.append((img, f"{best:.3f} · {card.name}"))
+        session.many_results = out
+
+    # ------------------------------------------------------------ mask transfer
+    def _mask_ready(self, session: Session) -> None:
+        if session.image is None:
+            raise UserError("Upload an image (or pick an example) first; the mask is drawn on it.")
+        if session.mesh is None:
+            raise UserError("Load a shape first; the mask's region is transferred onto it.")
+
+    def set_mask(self, session: Session, mask: np.ndarray) -> list[Image.Image | None]:
+        """Transfer ``mask`` (bool [H, W] on the working image) to the shape(s)."""
+        session = self._live(session)
+        with session.lock:
+            self._mask_ready(session)
+            mask = np.asarray(mask, bool)
+            if mask.shape != (session.image.height, session.image.width):
+                raise UserError(f"The mask is {mask.shape[1]} x {mask.shape[0]} but the image is "
+                                f"{session.image.width} x {session.image.height}.")
+            if not mask.any():
+                raise UserError("The mask is empty; paint a region first.")
+            session.mask = mask
+            session.last_query = ("mask",)
+            self._render_query(session)
+            session.seen_version = session.version
+            return list(session.panels)
+
+    def mask_from_editor(self, session: Session, value: Any) -> list[Image.Image | None]:
+        """The brush strokes of the mask editor -> :meth:`set_mask`."""
+        session = self._live(session)
+        with session.lock:
+            self._mask_ready(session)
+            size = session.image.size
+        try:
+            mask = mask_from_editor(value, size, max_pixels=self.limits.max_image_pixels)
+        except MaskError as e:
+            raise UserError(str(e)) from None
+        if mask is None:
+            raise UserError("Nothing is drawn yet: brush over a region of the image, then transfer it.")
+        return self.set_mask(session, mask)
+
+    def mask_from_file(self, session: Session, path: str | Path) -> list[Image.Image | None]:
+        """An uploaded mask image (white = inside) -> :meth:`set_mask`. Bounded like an image upload."""
+        session = self._live(session)
+        with session.lock:
+            self._mask_ready(session)
+            size = session.image.size
+        try:
+            mask = read_mask_file(path, size, max_bytes=self.limits.max_image_bytes,
+                                  max_pixels=self.limits.max_image_pixels)
+        except MaskError as e:
+            raise UserError(str(e)) from None
+        return self.set_mask(session, mask)
+
+    def set_mask_threshold(self, session: Session, threshold: float) -> list[Image.Image | None] | None:
+        """Change the region threshold (score = cos to the mask - cos to the rest); redraw."""
+        session = self._live(session)
+        t = float(threshold)
+        if not -1.0 <= t <= 1.0:
+            raise UserError(f"The threshold must be in [-1, 1], got {t}.")
+        with session.lock:
+            session.mask_threshold = t
+            if session.last_query is None or session.last_query[0] != "mask":
+                return None
+            self._render_query(session)
+            session.seen_version = session.version
+            return list(session.panels)
+
+    def propose_mask(self, session: Session) -> tuple[list[Image.Image | None], np.ndarray]:
+        """SAM's mask for the last clicked pixel, transferred. Returns (panels, mask bool [H, W])."""
+        session = self._live(session)
+        if not self.sam_available:
+            raise UserError(self.sam_message)
+        with session.lock:
+            self._mask_ready(session)
+            if session.last_pixel is None:
+                raise UserError("Click a pixel of the image first: SAM grows a mask from it.")
+            image, key, xy = session.image, session.image_key, session.last_pixel
+        if self._sam is None:
+            self._sam = SamSegmenter(find_checkpoint(self._cache_dir), device=str(self.primary.device))
+        try:
+            mask = self._run("Segment Anything", self._sam.propose, image, key, xy)
+        except UserError:
+            raise
+        except Exception as e:
+            log.exception("SAM failed")
+            raise UserError(f"SAM could not propose a mask: {type(e).__name__}: {e}") from None
+        return self.set_mask(session, mask), mask
+
+    # ------------------------------------------------------------- feature view
+    def feature_view(self, session: Session) -> list[Image.Image | None]:
+        """PCA of the dense features -> RGB on the image and every shape, one projection per
+        provider fitted on the image's foreground pixels and all the shapes' points."""
+        session = self._live(session)
+        with session.lock:
+            if session.image is None and session.mesh is None:
+                raise UserError("Load an image or a shape first.")
+            session.last_query = ("pca",)
+            self._render_query(session)
+            session.seen_version = session.version
+            return list(session.panels)
+
+    # ------------------------------------------------------------------ exports
+    def export(self, session: Session, kind: ExportKind, *, shape: ShapeId = "a") -> Path:
+        """Write the current result as a file in the session's export folder and return its path.
+
+        kind   "ply" / "glb": the shape with per-vertex colours, labels and scores (see
+               ``app.export``); "npy": float32 [N, 4] x, y, z, score of the feature points;
+               "png": a screenshot of the 3D view
+        shape  "a" (the first shape) or "b" (the second); the primary provider's result
+        """
+        session = self._live(session)
+        if kind not in ("ply", "glb", "npy", "png"):
+            raise UserError(f"Unknown export format {kind!r}.")
+        with session.lock:
+            if session.exports is None:
+                session.exports = ExportDir(self.work_dir / "exports")
+            exports = session.exports
+            if kind == "png":
+                viewer = session.viewer
+            else:
+                mesh = session.mesh if shape == "a" else session.second_mesh
+                if mesh is None:
+                    raise UserError("There is no shape to export." if shape == "a" else "There is no second shape.")
+                res = session.results.get((shape, self.primary.name))
+                if res is None:
+                    raise UserError("Nothing to export yet: click a pixel or a point, transfer a mask, or show the "
+                                    "feature view first.")
+                enc = (session.shapes if shape == "a" else session.shapes_b)[self.primary.name]
+                points = enc.features.points.detach().cpu().numpy()
+                what = {"pixel": "heat", "point": "heat", "mask": "region", "pca": "features"}[session.last_query[0]]
+        if kind == "png":
+            if viewer is None:
+                raise UserError("There is no 3D view to take a screenshot of.")
+            data = self._run("The screenshot", screenshot_png, viewer)
+            return exports.write("screenshot", "png", data)
+        if kind == "npy":
+            return exports.write(what, "npy", values_npy_bytes(points, res.scores))
+        data = self._run("The export", mesh_bytes, mesh, points, res.colors, res.labels, res.scores, fmt=kind)
+        return exports.write(what, kind, data)
 
     # -------------------------------------------------------------------- misc
     @staticmethod

@@ -2,6 +2,20 @@
 
 ``launch.py`` parses the command line and calls :func:`serve`; tests call :func:`build_app`
 and :func:`start` to run the app in-process on free ports.
+
+Two ways to serve:
+
+* default: Gradio on ``--port``, each session's viser server on its own local port (the page's
+  iframe points at it directly);
+* ``single_port`` (``--single-port``; the default when ``$SPACE_ID`` is set, i.e. on a
+  Hugging Face Space): one FastAPI app on one port mounts Gradio and proxies every session's
+  viser traffic under ``/viser/<token>/`` (``app.proxy``).
+
+Both are served by uvicorn on a thread (``app.proxy.serve_app``); ``--share`` alone goes
+through Gradio's own ``launch`` (its tunnel needs it).
+
+``viewer="fallback"`` (``--viewer fallback``) replaces viser by a ``gr.Model3D`` view, for hosts
+that cannot carry a WebSocket at all.
 """
 
 from __future__ import annotations
@@ -9,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -16,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from .examples import EXAMPLES_DIR, ensure_examples
-from .explorer import Explorer, Limits
+from .explorer import Explorer, Limits, ViewerKind
 
-__all__ = ["App", "build_app", "default_cache_dir", "serve", "start"]
+__all__ = ["App", "build_app", "default_cache_dir", "resolve_single_port", "serve", "start"]
 
 log = logging.getLogger("tango3d.app")
 
@@ -47,11 +62,26 @@ class App:
     explorer: Explorer
     demo: Any  # gradio.Blocks
     url: str = ""
+    single_port: bool = False
+    server: Any = None  # app.proxy.ProxyServer in single-port mode
+
+    def close(self) -> None:
+        """Stop serving and close every session (their viser servers and export folders)."""
+        try:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+            else:
+                self.demo.close()
+        finally:
+            self.explorer.shutdown()
+            shutil.rmtree(self.explorer.work_dir, ignore_errors=True)
 
 
 def build_app(primary: Any, *, make_provider: Any = None, compare_choices: list[str] | None = None,
               gallery: Any = None, cache_dir: str | Path | None = None, examples_dir: str | Path = EXAMPLES_DIR,
-              limits: Limits = Limits(), viewer_host: str = "127.0.0.1") -> App:
+              limits: Limits = Limits(), viewer_host: str = "127.0.0.1", single_port: bool = False,
+              viewer: ViewerKind = "viser") -> App:
     """Explorer + Blocks around an already-built primary provider."""
     from .ui import build_ui
 
@@ -59,15 +89,32 @@ def build_app(primary: Any, *, make_provider: Any = None, compare_choices: list[
     examples = ensure_examples(examples_dir, fallback=cache / "examples")
     work = Path(tempfile.mkdtemp(prefix="tango3d-app-"))
     explorer = Explorer(primary, make_provider=make_provider, compare_choices=compare_choices or [],
-                        examples=examples, gallery=gallery, work_dir=work, limits=limits, viewer_host=viewer_host)
-    return App(explorer=explorer, demo=build_ui(explorer))
+                        examples=examples, gallery=gallery, work_dir=work, limits=limits,
+                        # Behind the proxy the viewers are reached from this process only.
+                        viewer_host="127.0.0.1" if single_port else viewer_host, viewer=viewer, cache_dir=cache)
+    return App(explorer=explorer, demo=build_ui(explorer, single_port=single_port), single_port=single_port)
 
 
 def start(app: App, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
           block: bool = False, quiet: bool = True) -> App:
-    """Launch the Blocks (``block=False`` returns once the server is up); sets ``app.url``."""
+    """Serve the app (``block=False`` returns once the server is up); sets ``app.url``."""
     from .ui import CSS
 
+    if app.single_port and share:
+        raise ValueError("--share cannot be combined with --single-port (a share link tunnels Gradio's own "
+                         "server only)")
+    if not share:
+        from .proxy import serve_app
+
+        app.server = serve_app(app, host=host, port=port, quiet=quiet, proxy=app.single_port)
+        app.url = app.server.url
+        if block:
+            try:
+                while app.server._thread.is_alive():
+                    app.server._thread.join(1.0)
+            finally:
+                app.close()
+        return app
     app.demo.queue(default_concurrency_limit=4)
     _, local_url, share_url = app.demo.launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
@@ -89,6 +136,11 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
+    single_port = resolve_single_port(args)
+    if single_port and args.share:
+        print("error: --share cannot be combined with --single-port (the default when SPACE_ID is set); "
+              "pass --no-single-port to use a share link.", file=sys.stderr)
+        return 2
     try:
         device = resolve_device(args.device)
     except ValueError as e:
@@ -116,6 +168,8 @@ def serve(args: argparse.Namespace) -> int:
         try:
             if args.gallery:
                 gallery = Gallery.from_directory(args.gallery, cache_dir=cache / "gallery")
+            elif hasattr(Gallery, "bundled"):  # the prebuilt assets/gallery (ready at once)
+                gallery = Gallery.bundled(cache_dir=cache / "gallery")
             else:
                 gallery = Gallery.procedural(per_category=2, cache_dir=cache / "gallery")
         except ValueError as e:
@@ -123,15 +177,34 @@ def serve(args: argparse.Namespace) -> int:
             return 2
     app = build_app(primary, make_provider=make_provider,
                     compare_choices=[n for n in available_providers() if n != primary.name],
-                    gallery=gallery, cache_dir=cache, viewer_host=args.host)
-    if args.share:
+                    gallery=gallery, cache_dir=cache, viewer_host=args.host, single_port=single_port,
+                    viewer=getattr(args, "viewer", "viser"))
+    if args.share and app.explorer.viewer_kind == "viser":
         print("note: --share exposes the Gradio page only; the 3D viewer runs on separate local ports "
-              "and is not reachable through the share link.")
-    start(app, host=args.host, port=args.port, share=args.share, block=False, quiet=True)
-    print(f"Tango3D explorer running on {app.url}  (provider {primary.name}, device {device}; Ctrl+C to stop)",
-          flush=True)
+              "and is not reachable through the share link (use --viewer fallback, or --single-port on a host).")
     try:
-        app.demo.block_thread()
-    finally:
+        start(app, host=args.host, port=args.port, share=args.share, block=False, quiet=True)
+    except OSError as e:  # e.g. the port is taken
         app.explorer.shutdown()
+        print(f"error: cannot serve on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    mode = "single port" if single_port else "viewer ports per tab"
+    print(f"Tango3D explorer running on {app.url}  (provider {primary.name}, device {device}, {mode}, "
+          f"{app.explorer.viewer_kind} view; Ctrl+C to stop)", flush=True)
+    try:
+        if app.server is not None:
+            while app.server._thread.is_alive():
+                app.server._thread.join(1.0)
+        else:
+            app.demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
     return 0
+
+
+def resolve_single_port(args: argparse.Namespace) -> bool:
+    """``--single-port`` / ``--no-single-port`` when given, else on exactly when ``$SPACE_ID`` is set."""
+    flag = getattr(args, "single_port", None)
+    return bool(os.environ.get("SPACE_ID")) if flag is None else bool(flag)

@@ -5,12 +5,16 @@
 * :func:`file_digest` / :func:`image_digest` give the content keys: the same bytes uploaded
   twice, from any tab, are encoded once.
 * :class:`Session` is everything one browser tab sees. Its ``lock`` serialises the Gradio
-  handlers and the viser click callback, which run on different threads.
+  handlers and the viser click callback, which run on different threads. Its ``viewer_token``
+  names its viser server in single-port mode (``/viser/<token>/``, see ``app.proxy``).
+* :class:`ViewResult` is what one view (shape x provider) shows for the current query: the
+  scores, labels and colours that exports write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +28,7 @@ from PIL import Image
 
 from .overlay import OverlaySettings
 
-__all__ = ["LRUCache", "Session", "file_digest", "image_digest"]
+__all__ = ["EncodedShape", "LRUCache", "Session", "ViewResult", "file_digest", "image_digest"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -126,11 +130,28 @@ class EncodedShape:
 
 
 @dataclass
+class ViewResult:
+    """What one view (shape x provider) shows for the current query, for exports.
+
+    scores  float32 [N] per feature point: cosine similarity (heat maps), the region score
+            (mask transfer) or the first principal coordinate (feature view)
+    labels  bool [N]: inside the transferred region / the highlighted selection
+    colors  uint8 [N, 3]: the colours shown
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray
+    colors: np.ndarray
+
+
+@dataclass
 class Session:
     """One browser tab's state. Fields are read and written under ``lock``."""
 
     id: str
     viewer: Any = None
+    # Unguessable id of this tab's viewer in single-port mode (the proxy path /viser/<token>/).
+    viewer_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     lock: threading.RLock = field(default_factory=threading.RLock)
     closed: bool = False
     last_used: float = field(default_factory=time.monotonic)
@@ -148,7 +169,8 @@ class Session:
     shapes: dict[str, EncodedShape] = field(default_factory=dict)
     # interaction
     overlay: OverlaySettings = field(default_factory=OverlaySettings)
-    last_query: tuple[str, Any] | None = None   # ("pixel", (x, y)) or ("point", xyz [3])
+    # ("pixel", (x, y)), ("point", xyz [3], shape "a" | "b"), ("mask",) or ("pca",)
+    last_query: tuple | None = None
     best_pixels: dict[str, tuple[int, int]] = field(default_factory=dict)
     best_points: dict[str, np.ndarray] = field(default_factory=dict)
     panels: list[Image.Image | None] = field(default_factory=lambda: [None, None])
@@ -157,6 +179,24 @@ class Session:
     search_hits: list[Any] = field(default_factory=list)
     status: str = ""
     last_ms: float = 0.0        # server-side time of the last query's similarity + colours
+    last_pixel: tuple[float, float] | None = None   # last pixel clicked on the image (SAM's prompt)
+    # the second shape (3D <-> 3D), side by side with the first
+    second_mesh: Any = None
+    second_key: str | None = None
+    second_name: str = ""
+    shapes_b: dict[str, EncodedShape] = field(default_factory=dict)
+    match_points: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (shape, provider) -> best point
+    # mask transfer
+    mask: np.ndarray | None = None              # bool [H, W] on the working image
+    mask_threshold: float = 0.0
+    foreground: np.ndarray | None = None        # bool [H, W], estimated once per image
+    editor_image_key: str | None = None         # the image the mask editor was last given
+    # pixel -> many gallery shapes
+    many_keys: list[str] = field(default_factory=list)
+    many_results: list[tuple[Image.Image, str]] = field(default_factory=list)
+    # results of the current query per view (shape "a"/"b", provider), for exports
+    results: dict[tuple[str, str], ViewResult] = field(default_factory=dict)
+    exports: Any = None                         # app.export.ExportDir, made on the first export
 
     def touch(self) -> None:
         self.last_used = time.monotonic()

@@ -9,13 +9,14 @@ session closes.
 Scene layout (display coordinates = mesh coordinates centred on the bounding-box centre and
 scaled to a diagonal of 1, so viser's default float16 positions stay precise):
 
-* ``/slot{i}/mesh``     the shape, light grey (simplified to ``DISPLAY_FACES``), one per compared
-                        provider, side by side along +X
+* ``/slot{i}/mesh``     the shape, light grey (simplified to ``DISPLAY_FACES``), one per view
+                        (shape x provider), side by side along +X, each just right of the slot
+                        before it
 * ``/slot{i}/overlay``  the provider's N surface samples as a point cloud, nudged outwards along
                         their normals; only its ``colors`` change on a click (updated in place)
 * ``/slot{i}/best``     a marker on the best-matching point
 * ``/slot{i}/query``    a marker on the point clicked in 3D
-* ``/slot{i}/label``    the provider's name
+* ``/slot{i}/label``    the view's name (provider, and shape when two are shown)
 
 Clicks: ``scene.on_click`` hands us a ray; point clouds are not clickable, so the ray is
 intersected with the mesh here (the project's ray caster: a 1 x 1 pixel camera along the ray).
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-__all__ = ["DisplayFrame", "SlotContent", "Viewer", "intersect_ray"]
+__all__ = ["DisplayFrame", "SceneSlot", "SlotContent", "Viewer", "intersect_ray", "slot_frame"]
 
 MESH_COLOR = (200, 200, 205)
 BEST_COLOR = (255, 0, 255)   # magenta: in none of the colormaps, so it stands out on the heat
@@ -81,6 +82,21 @@ class SlotContent:
     normals: np.ndarray
     base: np.ndarray
     label: str
+
+
+def slot_frame(mesh: trimesh.Trimesh, slot: int, previous: tuple[DisplayFrame, float] | None
+               ) -> tuple[DisplayFrame, float]:
+    """Display frame and display width of ``mesh`` in ``slot``: just right of the previous slot
+    (its frame and width) with a gap of ``SLOT_GAP``, or at ``slot * (1 + SLOT_GAP)`` along +X
+    when there is none (a display diagonal is 1, so that never overlaps)."""
+    frame0 = DisplayFrame.for_mesh(mesh)
+    width = float((mesh.bounds[1][0] - mesh.bounds[0][0]) * frame0.scale)
+    if previous is None:
+        x = slot * (1.0 + SLOT_GAP)
+    else:
+        pf, pw = previous
+        x = float(pf.offset[0]) + pw / 2.0 + SLOT_GAP + width / 2.0
+    return DisplayFrame(frame0.centre, frame0.scale, np.array([x, 0.0, 0.0])), width
 
 
 def intersect_ray(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -136,6 +152,17 @@ def _display_mesh(mesh: trimesh.Trimesh, max_faces: int = DISPLAY_FACES) -> trim
     return light
 
 
+@dataclass(frozen=True)
+class SceneSlot:
+    """One slot as shown: its content, display frame, overlay colours uint8 [N, 3], and the
+    visible markers ("best" / "query") in mesh coordinates."""
+
+    content: SlotContent
+    frame: DisplayFrame
+    colors: np.ndarray
+    markers: dict[str, np.ndarray]
+
+
 ClickCallback = Callable[[int, np.ndarray], None]
 """``callback(slot, point)``: the first hit, in the slot's mesh coordinates."""
 
@@ -153,7 +180,7 @@ class Viewer:
 
         self._server = viser.ViserServer(host=host, port=port, verbose=False)
         self._lock = threading.RLock()
-        self._slots: dict[int, tuple[SlotContent, DisplayFrame, dict[str, object]]] = {}
+        self._slots: dict[int, tuple[SlotContent, DisplayFrame, dict[str, object], float]] = {}
         self._on_click = on_click
         self._closed = False
         self._server.gui.configure_theme(show_logo=False, show_share_button=False)
@@ -194,11 +221,12 @@ class Viewer:
 
     # -------------------------------------------------------------------- slots
     def show(self, slot: int, content: SlotContent) -> None:
-        """Put ``content`` into ``slot`` (0 = primary, 1 = comparison), replacing what was there."""
+        """Put ``content`` into ``slot`` (the explorer numbers its views: first shape per provider,
+        then the second shape), replacing what was there, just right of slot ``slot - 1``."""
         mesh = content.mesh
-        frame0 = DisplayFrame.for_mesh(mesh)
-        width = float((mesh.bounds[1][0] - mesh.bounds[0][0]) * frame0.scale)
-        frame = DisplayFrame(frame0.centre, frame0.scale, np.array([slot * (width + SLOT_GAP), 0.0, 0.0]))
+        with self._lock:
+            prev = self._slots.get(slot - 1)
+        frame, width = slot_frame(mesh, slot, None if prev is None else (prev[1], prev[3]))
         shown = _display_mesh(mesh)
         verts = frame.to_display(shown.vertices).astype(np.float32)
         spacing = float(np.sqrt(max(mesh.area, 1e-12) * frame.scale**2 / max(len(content.points), 1)))
@@ -229,7 +257,7 @@ class Viewer:
                 handles["label"] = scene.add_label(f"/slot{slot}/label", content.label,
                                                    position=(float(frame.offset[0]), 0.0, top + 0.08),
                                                    anchor="bottom-center")
-            self._slots[slot] = (content, frame, handles)
+            self._slots[slot] = (content, frame, handles, width)
             self._frame_camera()
         # Build the BVH now so that the first click is not the slow one.
         from tango3d_core.data import render
@@ -249,8 +277,8 @@ class Viewer:
         three-quarter view from the front-right (as the example renders) that fits them."""
         if not self._slots:
             return
-        lo = np.min([f.offset - 0.5 for _, f, _ in self._slots.values()], axis=0)
-        hi = np.max([f.offset + 0.5 for _, f, _ in self._slots.values()], axis=0)
+        lo = np.min([e[1].offset - 0.5 for e in self._slots.values()], axis=0)
+        hi = np.max([e[1].offset + 0.5 for e in self._slots.values()], axis=0)
         centre = (lo + hi) / 2.0
         width = float(hi[0] - lo[0])
         direction = np.array([0.57, -0.82, 0.36])  # azimuth ~35 deg, elevation ~20 deg
@@ -270,6 +298,45 @@ class Viewer:
     def slots(self) -> list[int]:
         with self._lock:
             return sorted(self._slots)
+
+    def clear_from(self, first: int) -> None:
+        """Remove every slot numbered ``first`` or higher."""
+        for slot in [s for s in self.slots() if s >= first]:
+            self.clear(slot)
+
+    def scene(self) -> list[SceneSlot]:
+        """What every slot shows now (for a server-side render or a GLB of the scene)."""
+        with self._lock:
+            out = []
+            for slot in sorted(self._slots):
+                content, frame, handles, _ = self._slots[slot]
+                markers = {w: frame.to_mesh(np.asarray(handles[w].position))  # type: ignore[attr-defined]
+                           for w in ("best", "query") if handles[w].visible}  # type: ignore[attr-defined]
+                colors = np.array(handles["overlay"].colors)  # type: ignore[attr-defined]
+                out.append(SceneSlot(content=content, frame=frame, colors=colors, markers=markers))
+            return out
+
+    def screenshot(self, *, max_width: int = 1280, timeout: float = 10.0) -> np.ndarray | None:
+        """uint8 [H, W, 3]: what the most recently connected browser shows (rendered by that
+        client at its canvas size, at most ``max_width`` wide), or None without a client."""
+        clients = list(self._server.get_clients().values())
+        if not clients or self._closed:
+            return None
+        client = clients[-1]
+        try:
+            cam = client.camera
+            w, h = int(cam.image_width), int(cam.image_height)
+        except (AssertionError, AttributeError, ValueError):
+            w, h = 0, 0
+        if w <= 0 or h <= 0:
+            w, h = 960, 640
+        if w > max_width:
+            w, h = max_width, max(1, round(h * max_width / w))
+        try:
+            img = client.get_render(h, w, transport_format="jpeg", timeout=timeout)
+        except Exception:  # disconnected, timed out, or a client that cannot render
+            return None
+        return np.asarray(img)[..., :3].astype(np.uint8)
 
     def set_colors(self, slot: int, colors: np.ndarray) -> None:
         """Overlay colours, uint8 [N, 3]; the handle is updated in place (one small message)."""
@@ -313,7 +380,7 @@ class Viewer:
     def pick(self, origin: np.ndarray, direction: np.ndarray) -> tuple[int, np.ndarray] | None:
         """Nearest shape hit by a display-space ray: (slot, point in mesh coordinates) or None."""
         with self._lock:
-            slots = [(s, c.mesh, f) for s, (c, f, _) in self._slots.items()]
+            slots = [(s, e[0].mesh, e[1]) for s, e in self._slots.items()]
         best: tuple[float, int, np.ndarray] | None = None
         for slot, mesh, frame in slots:
             hit = intersect_ray(mesh, frame.to_mesh(origin), np.asarray(direction, np.float64))

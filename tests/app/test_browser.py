@@ -1,8 +1,10 @@
 """End to end in a real browser: headless Chromium drives the page, viser renders in software
 WebGL, and the server-side scene handles tell whether the 3D view changed.
 
+The app runs in single-port mode (Gradio and every tab's viser client through one port, the
+proxy of ``app.proxy``), as on a Space; one test checks the default mode (a port per viewer).
 Needs the Python package ``playwright`` and a system Chromium at /usr/bin/chromium (no browser
-is ever downloaded). Screenshots go to docs/screenshots/.
+is ever downloaded). The docs' screenshots are written by ``python -m app.screenshots``, not here.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.screenshots import pixel_on_slot
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def _wait(cond, timeout: float, what: str, page=None) -> None:
@@ -49,11 +52,10 @@ def running_app(tmp_path_factory, provider, examples_dir):
 
     app = build_app(provider, cache_dir=cache, examples_dir=examples_dir, gallery=gallery,
                     limits=Limits(num_points=4096, timeout_s=120.0), make_provider=make_provider,
-                    compare_choices=["backprojection"])
+                    compare_choices=["backprojection"], single_port=True)
     start(app, host="127.0.0.1", port=None)
     yield app
-    app.demo.close()
-    app.explorer.shutdown()
+    app.close()
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +75,22 @@ def _session_of(app, known: set[str]):
 
 
 def _image_geometry(page):
+    """(box, natural width, natural height) of the shown image, read in one go once it is
+    loaded (a click's reply replaces the element, so separate reads could straddle two)."""
     img = page.locator("#query-image img").first
     img.wait_for(timeout=30000)
-    _wait(lambda: img.evaluate("e => e.complete && e.naturalWidth > 0"), 30, "the image to load")
-    box = img.bounding_box()
-    nw, nh = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
-    return box, nw, nh
+    got = {}
+
+    def loaded() -> bool:
+        g = img.evaluate("e => { const r = e.getBoundingClientRect(); return e.complete && e.naturalWidth > 0 ? "
+                         "[r.x, r.y, r.width, r.height, e.naturalWidth, e.naturalHeight] : null; }")
+        if g:
+            got["g"] = g
+        return bool(g)
+
+    _wait(loaded, 30, "the image to load")
+    x, y, w, h, nw, nh = got["g"]
+    return {"x": x, "y": y, "width": w, "height": h}, nw, nh
 
 
 def _dismiss_viser_notice(viser) -> None:
@@ -104,11 +116,11 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
     app = running_app
     page = browser.new_page(viewport={"width": 1500, "height": 1150})
     try:
-        # 1) the page loads, with this session's own viser server in an iframe
+        # 1) the page loads, with this session's own viser server in an iframe, through the one port
         page.goto(app.url)
         page.wait_for_selector("#viser", timeout=60000)
         session = _session_of(app, set())
-        assert f":{session.viewer.port}/" in page.locator("#viser").get_attribute("src")
+        assert page.locator("#viser").get_attribute("src") == f"viser/{session.viewer_token}/"
 
         # 2) pick an example (the textured bottle)
         bottle = next(i for i, e in enumerate(app.explorer.examples) if e.name == "bottle")
@@ -123,6 +135,7 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
         before = session.viewer.colors(0).copy()
 
         # 3) click a pixel on the label; the server receives exactly that pixel
+        src_example = page.locator("#query-image img").first.get_attribute("src")
         r = _click_pixel(page, 150, 180)
         assert r == 1.0  # 320 px example shown at its natural size
         _wait(lambda: session.last_query is not None, 30, "the pixel click")
@@ -134,11 +147,10 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
             after = session.viewer.colors(0)
         assert (after != before).any(axis=1).mean() > 0.5
         assert session.viewer.marker(0, "best") is not None
-        time.sleep(2.0)  # let software WebGL draw the new colours
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "pixel_to_3d.png"))
 
         # 5) click the shape in the viser canvas: a heat map appears over the image
+        _wait(lambda: page.locator("#query-image img").first.get_attribute("src") != src_example, 30,
+              "the clicked pixel's marker on the page")
         src_before = page.locator("#query-image img").first.get_attribute("src")
         version = session.version
         canvas = viser.locator("canvas").first
@@ -154,8 +166,6 @@ def test_click_pixel_then_click_shape(running_app, browser, tmp_path):
         heat = np.asarray(Image.open(tmp_path / "heat.png").convert("RGB")).astype(int)
         plain = np.asarray(session.image).astype(int)
         assert heat.shape == plain.shape and np.abs(heat - plain).mean() > 20  # coloured all over
-        time.sleep(1.0)
-        page.screenshot(path=str(SCREENSHOTS / "3d_to_pixel.png"))
     finally:
         page.close()
 
@@ -200,7 +210,7 @@ def test_pixel_mapping_at_other_display_sizes(running_app, browser, tmp_path):
         page.close()
 
 
-def test_two_tabs_are_isolated(running_app, browser):
+def test_two_tabs_are_isolated_and_closing_one_stops_its_viewer(running_app, browser):
     app = running_app
     a, b = browser.new_page(), browser.new_page()
     try:
@@ -211,15 +221,133 @@ def test_two_tabs_are_isolated(running_app, browser):
         b.goto(app.url)
         b.wait_for_selector("#viser", timeout=60000)
         sb = _session_of(app, known | {sa.id})
-        assert sa.viewer.port != sb.viewer.port
+        assert sa.viewer.port != sb.viewer.port and sa.viewer_token != sb.viewer_token
         assert a.locator("#viser").get_attribute("src") != b.locator("#viser").get_attribute("src")
+        a.frame_locator("#viser").locator("canvas").first.wait_for(timeout=60000)   # viser loaded via the proxy
         a.locator("#examples button.thumbnail-item").first.click()
         _wait(lambda: sa.mesh is not None, 120, "tab A's example")
         time.sleep(1.0)
         assert sb.mesh is None and sb.image is None and sb.viewer.slots() == []
-    finally:
+        # Closing tab A unloads its session: its viser server stops, its proxy path is gone.
         a.close()
+        _wait(lambda: sa.closed and sa.viewer.closed, 60, "tab A's session to close on unload")
+        assert app.explorer.viewer_port(sa.viewer_token) is None
+        assert b.request.get(app.url + f"viser/{sa.viewer_token}/").status == 404
+        assert not sb.closed and app.explorer.viewer_port(sb.viewer_token) == sb.viewer.port
+    finally:
+        if not a.is_closed():
+            a.close()
         b.close()
+
+
+def test_3d_to_3d_click_mask_transfer_and_export_through_the_single_port(running_app, browser, tmp_path):
+    import io
+
+    import trimesh
+
+    app = running_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1150}, accept_downloads=True)
+    try:
+        known = set(app.explorer.sessions())
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, known)
+        chair = next(i for i, e in enumerate(app.explorer.examples) if e.name == "chair")
+        page.locator("#examples button.thumbnail-item").nth(chair).click()
+        _wait(lambda: "Example" in page.locator("#status").inner_text(), 120, "the example", page)
+
+        # 1) a second shape from the gallery, beside the first
+        page.get_by_role("tab", name="3D ↔ 3D").click()
+        other = next(it for it in app.explorer.gallery.items if it.category == "chair")
+        page.locator("#second-pick input").first.click()
+        page.get_by_role("option", name=other.name).click()
+        page.locator("#second-apply").click()
+        _wait(lambda: session.second_name == other.name, 120, "the second shape", page)
+        with session.lock:  # the handler sets the name, then fills the viewer, under this lock
+            assert session.viewer.slots() == [0, 1]
+
+        # 2) click the first shape in the viser canvas: the second one lights up where it matches
+        viser = page.frame_locator("#viser")
+        canvas = viser.locator("canvas").first
+        canvas.wait_for(timeout=60000)
+        _dismiss_viser_notice(viser)
+        _wait(lambda: len(session.viewer.server.get_clients()) > 0, 60, "the viser client")
+        time.sleep(1.5)  # the client reports the camera framed on both shapes
+        client = next(iter(session.viewer.server.get_clients().values()))
+        pts = session.shapes["tango3d"].features.points.numpy()
+        # Where to click: asked of the server's own picking, from the camera the client reports.
+        target = pixel_on_slot(session.viewer, client.camera, canvas.bounding_box(), 0,
+                               pts[:: max(1, len(pts) // 80)])
+        assert target is not None
+        before = session.viewer.colors(1).copy()
+        version = session.version
+        page.mouse.click(*target)
+        _wait(lambda: session.version > version, 30, "the 3D click through the proxied websocket", page)
+        with session.lock:
+            assert session.last_query[0] == "point" and session.last_query[2] == "a"
+            assert session.viewer.marker(1, "best") is not None and session.viewer.marker(0, "query") is not None
+            assert (session.viewer.colors(1) != before).any(axis=1).mean() > 0.5
+        _wait(lambda: "best match on" in page.locator("#status").inner_text(), 30, "the 3D click's status", page)
+
+        # 3) mask transfer: brush on the image in the Mask tab, then transfer
+        page.get_by_role("tab", name="Mask").click()
+        _wait(lambda: session.editor_image_key == session.image_key, 30, "the image under the brush", page)
+        editor = page.locator("#mask-editor canvas").first
+        editor.wait_for(timeout=30000)
+        time.sleep(1.0)
+        eb = editor.bounding_box()
+        cx, cy = eb["x"] + eb["width"] / 2, eb["y"] + eb["height"] / 2
+        page.mouse.move(cx - 40, cy)
+        page.mouse.down()
+        for i in range(16):
+            page.mouse.move(cx - 40 + 5 * i, cy + 2 * i, steps=2)
+        page.mouse.up()
+        page.locator("#mask-transfer").click()
+        _wait(lambda: session.last_query == ("mask",), 60, "the mask transfer", page)
+        _wait(lambda: "transferred" in page.locator("#status").inner_text(), 30, "the transfer's status", page)
+        assert 0 < session.mask.sum() < session.mask.size // 2
+        region = session.results[("a", "tango3d")].labels
+        assert 0 < region.sum() < len(region)
+
+        # 4) export the transferred region as PLY and download it through the page
+        with page.expect_download(timeout=60000) as download:
+            page.locator("#export-ply").click()
+            link = page.locator("#export-file a").first
+            link.wait_for(timeout=60000)
+            link.click()
+        data = Path(download.value.path()).read_bytes()
+        assert download.value.suggested_filename.startswith("tango3d-region-")
+        mesh = trimesh.load(io.BytesIO(data), file_type="ply", process=False)
+        labels = mesh.metadata["_ply_raw"]["vertex"]["data"]["label"]
+        assert len(mesh.vertices) == len(session.mesh.vertices) and 0 < labels.sum() < len(labels)
+        assert [p.name for p in session.exports.files()] == [download.value.suggested_filename]
+
+        # 5) a screenshot export is rendered by the connected browser (through the proxy)
+        shot = app.explorer.export(session, "png")
+        with Image.open(shot) as im:
+            cam = client.camera
+            assert im.size == (cam.image_width, cam.image_height)
+            assert np.asarray(im.convert("RGB")).std() > 5        # not a blank frame
+    finally:
+        page.close()
+
+
+def test_default_mode_gives_each_tab_a_viewer_port(provider, examples_dir, browser, tmp_path):
+    from app.explorer import Limits
+    from app.main import build_app, start
+
+    app = build_app(provider, cache_dir=tmp_path, examples_dir=examples_dir, limits=Limits(num_points=1024))
+    page = browser.new_page()
+    try:
+        start(app, host="127.0.0.1", port=None)
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, set())
+        assert f":{session.viewer.port}/" in page.locator("#viser").get_attribute("src")
+        page.frame_locator("#viser").locator("canvas").first.wait_for(timeout=60000)
+    finally:
+        page.close()
+        app.close()
 
 
 def test_retrieval_and_comparison_panels(running_app, browser):
@@ -255,9 +383,6 @@ def test_retrieval_and_comparison_panels(running_app, browser):
         _wait(lambda: set(session.best_points) == {"tango3d", "backprojection"}, 30, "both providers' answers", page)
         with session.lock:  # the handler records best_points first and sets the markers under this lock
             assert all(session.viewer.marker(slot, "best") is not None for slot in (0, 1))
-        _dismiss_viser_notice(page.frame_locator("#viser"))
-        time.sleep(1.5)
-        page.screenshot(path=str(SCREENSHOTS / "compare_and_retrieval.png"))
     finally:
         page.close()
 

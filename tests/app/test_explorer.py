@@ -373,3 +373,198 @@ def test_search_when_gallery_missing_or_text_unsupported(make_explorer, provider
     ex2 = make_explorer(bp, gallery=Gallery.procedural(per_category=1, categories=["mug"], cache_dir=tmp_path))
     with pytest.raises(UserError, match="no text encoder"):
         ex2.search_text(ex2.open_session("b"), "a mug")
+
+
+# ------------------------------------------------------------------- 3D <-> 3D
+
+def test_second_shape_and_a_3d_click_highlight_the_match(explorer, examples_dir):
+    s = explorer.open_session("a")
+    with pytest.raises(UserError, match="first shape"):
+        explorer.load_second_file(s, examples_dir / "mug.ply")
+    explorer.load_mesh_file(s, examples_dir / "chair.ply")         # no image: 3D <-> 3D still works
+    status = explorer.load_second_file(s, examples_dir / "mug.ply")
+    assert "mug.ply" in status and s.viewer.slots() == [0, 1]
+    before = s.viewer.colors(1).copy()
+    a, b = s.shapes["tango3d"].features, s.shapes_b["tango3d"].features
+    p = a.points[40].numpy().astype(np.float64)
+    explorer.click_point(s, 0, p)
+    assert s.last_query[0] == "point" and s.last_query[2] == "a" and explorer.poll(s) is not None
+    # Reference: the clicked point's feature against every point of the other shape (numpy).
+    q = a.query(torch.tensor(p[None], dtype=torch.float32))[0].numpy()
+    sims = b.dense.numpy() @ q
+    np.testing.assert_allclose(s.match_points[("b", "tango3d")], b.points.numpy()[np.argmax(sims)], atol=1e-6)
+    np.testing.assert_allclose(s.viewer.marker(1, "best"), b.points.numpy()[np.argmax(sims)], atol=2e-3)
+    np.testing.assert_allclose(s.viewer.marker(0, "query"), p, atol=2e-3)
+    expected, _ = point_colors(torch.from_numpy(sims), s.shapes_b["tango3d"].base, s.overlay)
+    assert np.abs(s.viewer.colors(1).astype(int) - expected.astype(int)).max() <= 1
+    assert (s.viewer.colors(1) != before).any()
+    assert "best match on 'mug.ply'" in s.status
+    # The other way round: a click on the second shape marks the best point on the first.
+    explorer.click_shape_point(s, "b", 7)
+    assert s.last_query[2] == "b" and s.viewer.marker(0, "best") is not None and s.viewer.marker(1, "query") is not None
+    explorer.clear_second(s)
+    assert s.viewer.slots() == [0] and s.second_mesh is None and s.last_query is None
+
+
+def test_second_shape_from_the_gallery_and_with_a_comparison_provider(make_explorer, provider, tmp_path):
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug"], cache_dir=tmp_path / "g")
+
+    def make(name):
+        return BackprojectionProvider(provider.encode_image, name=name, num_views=2, view_size=48)
+
+    ex = make_explorer(provider, gallery=gallery, make_provider=make, compare=["backprojection"])
+    s = ex.open_session("a")
+    ex.load_example(s, 0)
+    ex.click_pixel(s, (150, 150))
+    ex.load_second_gallery(s, gallery.items[1].key)
+    # The last pixel query now also colours the second shape.
+    assert s.second_name == gallery.items[1].name and ("b", "tango3d") in s.match_points
+    ex.set_compare(s, "backprojection")
+    assert s.viewer.slots() == [0, 1, 2, 3] and set(s.shapes_b) == {"tango3d", "backprojection"}
+    ex.click_shape_point(s, "a", 3)
+    assert {("b", "tango3d"), ("b", "backprojection")} <= set(s.match_points)
+    with pytest.raises(UserError, match="does not exist"):
+        ex.load_second_gallery(s, "no-such-key")
+
+
+# --------------------------------------------------------------- pixel -> many
+
+def test_pixel_to_many_gallery_shapes(make_explorer, provider, counting, tmp_path):
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g")
+    c = counting(provider)
+    ex = make_explorer(c, gallery=gallery)
+    s = ex.open_session("a")
+    keys = ex.default_many(s)
+    assert keys == [it.key for it in gallery.items]                # one per category
+    with pytest.raises(UserError, match="at most"):
+        ex.set_many(s, [f"k{i}" for i in range(9)])
+    with pytest.raises(UserError, match="not in the gallery"):
+        ex.set_many(s, ["nope"])
+    ex.load_image(s, ex.examples_dir / "chair.png")
+    assert gallery.wait(c, timeout=120)                            # its own encodes are done
+    shape_calls = c.calls["shape"]
+    assert ex.set_many(s, keys) == []                              # nothing clicked yet
+    ex.click_pixel(s, (160, 150))                                  # no mesh needed for pixel -> many
+    assert len(s.many_results) == 3
+    f = s.image_features["tango3d"].sample([[160.0, 150.0]])[0]
+    for (img, caption), it in zip(s.many_results, gallery.items):
+        card = ex.many_cache.get((c.fingerprint, it.key))
+        assert caption.endswith(it.name) and f"{float((card.dense @ f).max()):.3f}" in caption
+        assert img.size == (card.index.shape[1], card.index.shape[0])
+    ex.set_many(s, keys)                                            # cached: no new encodes
+    assert c.calls["shape"] == shape_calls + 3 and len(s.many_results) == 3
+
+
+# --------------------------------------------------------------- mask transfer
+
+def test_mask_transfer_from_a_file_and_the_editor(explorer, examples_dir, tmp_path):
+    from app.masks import foreground_mask, mask_prototypes, mask_to_layer, region_scores
+
+    s = explorer.open_session("a")
+    mask = np.zeros((320, 320), bool)
+    mask[60:140, 100:220] = True
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    with pytest.raises(UserError, match="image"):
+        explorer.mask_from_file(s, tmp_path / "mask.png")
+    explorer.load_example(s, _example_index(explorer, "chair"))
+    panels = explorer.mask_from_file(s, tmp_path / "mask.png")
+    assert s.last_query == ("mask",) and panels[0].size == (320, 320)
+    # Reference: the prototypes and the score, then the threshold.
+    inside, outside = mask_prototypes(s.image_features["tango3d"], mask, foreground_mask(s.image))
+    score = region_scores(s.shapes["tango3d"].features.dense, inside, outside).numpy()
+    res = s.results[("a", "tango3d")]
+    np.testing.assert_allclose(res.scores, score, atol=1e-5)
+    np.testing.assert_array_equal(res.labels, score >= 0.0)
+    changed = (s.viewer.colors(0) != s.shapes["tango3d"].base_u8).any(axis=1)
+    assert changed.sum() <= res.labels.sum()                         # only the region is coloured
+    explorer.set_mask_threshold(s, 0.05)
+    np.testing.assert_array_equal(s.results[("a", "tango3d")].labels, score >= 0.05)
+    # The same mask drawn in the editor gives the same region.
+    explorer.mask_from_editor(s, {"background": None, "layers": [mask_to_layer(mask)], "composite": None})
+    np.testing.assert_allclose(s.results[("a", "tango3d")].scores, score, atol=1e-5)
+    with pytest.raises(UserError, match="Nothing is drawn"):
+        explorer.mask_from_editor(s, {"background": None, "layers": [], "composite": None})
+    with pytest.raises(UserError, match="threshold"):
+        explorer.set_mask_threshold(s, 3.0)
+    Image.new("L", (320, 320)).save(tmp_path / "empty.png")
+    with pytest.raises(UserError, match="empty"):
+        explorer.mask_from_file(s, tmp_path / "empty.png")
+    assert s.last_query == ("mask",)                                 # a bad mask loses nothing
+
+
+def test_sam_button_says_what_is_missing(explorer):
+    s = explorer.open_session("a")
+    if explorer.sam_available:
+        pytest.skip("SAM is installed here")
+    with pytest.raises(UserError, match="SAM unavailable: needs"):
+        explorer.propose_mask(s)
+
+
+# ---------------------------------------------------------------- feature view
+
+def test_feature_view_shares_one_projection(explorer):
+    from app.masks import foreground_mask
+    from app.pca import fit_pca, image_pca_rgb
+
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "mug"))
+    panels = explorer.feature_view(s)
+    img_f = s.image_features["tango3d"]
+    d, h, w = img_f.dense.shape
+    fg = foreground_mask(s.image)
+    small = np.asarray(Image.fromarray(fg.astype(np.uint8) * 255).resize((w, h), Image.BOX)) > 127
+    rows = img_f.dense.reshape(d, -1).T[torch.from_numpy(small.reshape(-1))]
+    proj = fit_pca([rows, s.shapes["tango3d"].features.dense])
+    np.testing.assert_array_equal(s.viewer.colors(0), proj.to_u8(s.shapes["tango3d"].features.dense))
+    assert np.abs(np.asarray(panels[0]).astype(int)
+                  - np.asarray(image_pca_rgb(proj, img_f.dense, s.image.size, dim_mask=fg)).astype(int)).max() <= 1
+    assert "principal components" in s.status
+    explorer.click_pixel(s, (100, 100))                              # clicks work again afterwards
+    assert s.last_query[0] == "pixel"
+
+
+# --------------------------------------------------------------------- exports
+
+def test_exports_are_named_by_the_server_and_removed_on_close(explorer, examples_dir):
+    import io
+
+    import trimesh
+
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "chair"))
+    with pytest.raises(UserError, match="Nothing to export"):
+        explorer.export(s, "ply")
+    explorer.click_pixel(s, (160, 150))
+    ply = explorer.export(s, "ply")
+    assert ply.name.startswith("tango3d-heat-") and ply.suffix == ".ply"
+    back = trimesh.load(io.BytesIO(ply.read_bytes()), file_type="ply", process=False)
+    assert len(back.vertices) == len(s.mesh.vertices)
+    from app.export import nearest_point_index
+
+    idx = nearest_point_index(s.mesh.vertices, s.shapes["tango3d"].features.points.numpy())
+    np.testing.assert_array_equal(np.asarray(back.visual.vertex_colors)[:, :3], s.viewer.colors(0)[idx])
+    npy = np.load(explorer.export(s, "npy"))
+    assert npy.shape == (LIMITS.num_points, 4)
+    img_f = s.image_features["tango3d"]
+    sims = s.shapes["tango3d"].features.dense @ img_f.sample([[160.0, 150.0]])[0]
+    np.testing.assert_allclose(npy[:, 3], sims.numpy(), atol=1e-5)
+    glb = explorer.export(s, "glb")
+    png = explorer.export(s, "png")                      # no browser connected: the server's render
+    assert glb.suffix == ".glb" and png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UserError, match="no second shape"):
+        explorer.export(s, "ply", shape="b")
+    folder = ply.parent
+    explorer.close_session(s)
+    assert not folder.exists()
+
+
+def test_fallback_view_mode(make_explorer, provider):
+    ex = make_explorer(provider, viewer="fallback")
+    s = ex.open_session("a")
+    assert s.viewer.port is None and ex.viewer_port(s.viewer_token) is None
+    ex.load_example(s, 0)
+    path, new = s.viewer.glb_path()
+    assert new and path.suffix == ".glb"
+    ex.click_pixel(s, (150, 150))
+    path2, new2 = s.viewer.glb_path()
+    assert new2 and path2 != path and s.viewer.marker(0, "best") is not None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 import launch
-from app.main import build_app, resolve_device, serve, start
+from app.main import build_app, resolve_device, resolve_single_port, serve, start
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,13 +19,34 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_every_flag():
     out = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--help"], capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    for flag in ("--host", "--port", "--checkpoint", "--provider", "--gallery", "--device", "--share"):
+    for flag in ("--host", "--port", "--checkpoint", "--provider", "--gallery", "--device", "--share",
+                 "--single-port", "--viewer"):
         assert flag in out
 
 
-def test_defaults_are_local_and_private():
+def test_defaults_are_local_and_private(monkeypatch):
+    for var in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        monkeypatch.delenv(var, raising=False)
     args = launch.parse_args([])
     assert args.host == "127.0.0.1" and args.share is False and args.provider == "tango3d"
+    assert args.port == 7860 and args.viewer == "viser" and resolve_single_port(args) is False
+
+
+def test_single_port_is_the_default_on_a_space(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/tango3d")
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    args = launch.parse_args([])
+    assert resolve_single_port(args) is True and args.host == "0.0.0.0"
+    assert resolve_single_port(launch.parse_args(["--no-single-port"])) is False
+    monkeypatch.delenv("SPACE_ID")
+    assert resolve_single_port(launch.parse_args(["--single-port"])) is True
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "9000")
+    assert launch.parse_args([]).port == 9000
+
+
+def test_share_and_single_port_do_not_mix(capsys):
+    assert serve(launch.parse_args(["--single-port", "--share", "--provider", "nope"])) == 2
+    assert "--share cannot be combined with --single-port" in capsys.readouterr().err
 
 
 def test_missing_bundled_checkpoint_says_how_to_build_it(tmp_path, monkeypatch, capsys):
@@ -58,6 +80,9 @@ def test_in_process_server_serves_the_page(provider, examples_dir, tmp_path):
         assert app.url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(app.url, timeout=30) as r:
             assert r.status == 200 and b"Tango3D explorer" in r.read()
+        # The default mode has no proxy routes: viewers are reached on their own ports.
+        s = app.explorer.open_session("x")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(app.url + f"viser/{s.viewer_token}/", timeout=30)
     finally:
-        app.demo.close()
-        app.explorer.shutdown()
+        app.close()

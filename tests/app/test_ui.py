@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from app.explorer import Explorer, UserError
-from app.ui import _guard, _payload_path, _viewer_html, build_ui
+from app.ui import _guard, _payload_path, _proxied_viewer_html, _viewer_html, build_ui
 
 
 def test_guard_turns_user_errors_into_a_status_line():
@@ -56,6 +56,11 @@ def test_viewer_iframe_follows_the_page_host(host, expected):
     assert f'src="{expected}"' in _viewer_html(req, 9001)
 
 
+def test_proxied_iframe_is_relative_to_the_page():
+    html = _proxied_viewer_html("AbCdEfGhIjKlMnOpQrStUv")
+    assert 'src="viser/AbCdEfGhIjKlMnOpQrStUv/"' in html
+
+
 def test_viewer_iframe_escapes_hostile_hosts():
     req = SimpleNamespace(headers={"host": 'evil"><script>alert(1)</script>'})
     html = _viewer_html(req, 9001)
@@ -78,9 +83,30 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
         ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
         for needed in ("query-image", "compare-image", "mesh-file", "up-axis", "examples", "viewer-frame",
                        "colormap", "mode", "compare", "query-text", "search-text", "search-image", "results",
-                       "status"):
+                       "status", "mask-editor", "mask-transfer", "mask-threshold", "mask-file", "sam-propose",
+                       "second-file", "second-pick", "second-apply", "second-clear", "load-as", "many-pick",
+                       "many-apply", "many-results", "pca", "export-ply", "export-glb", "export-npy", "export-png",
+                       "export-file", "fallback-view"):
             assert needed in ids, needed
         timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
         assert len(timers) == 1 and timers[0].value <= 0.5
+        sam = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sam-propose")
+        if not ex.sam_available:  # the button itself says what is missing
+            assert "SAM unavailable" in sam.value and not sam.interactive
+        fallback = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "fallback-view")
+        assert not fallback.visible
+    finally:
+        ex.shutdown()
+
+
+def test_fallback_mode_shows_model3d_instead_of_the_iframe(provider, examples_dir, tmp_path):
+    from app.examples import load_examples
+
+    ex = Explorer(provider, examples=(examples_dir, load_examples(examples_dir)), work_dir=tmp_path,
+                  viewer="fallback")
+    try:
+        demo = build_ui(ex)
+        by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+        assert by_id["fallback-view"].visible and not by_id["viewer-frame"].visible
     finally:
         ex.shutdown()

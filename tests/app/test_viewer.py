@@ -143,3 +143,29 @@ def test_large_meshes_are_simplified_for_display_only(viewer):
     # Picking still uses the full mesh: a ray hits the exact sphere surface.
     slot, p = viewer.pick(np.array([0.0, -3.0, 0.0]) * viewer._slots[0][1].scale, np.array([0.0, 1.0, 0.0]))
     np.testing.assert_allclose(np.linalg.norm(p), 1.0, atol=2e-3)
+
+
+def test_slots_sit_side_by_side_without_overlap(viewer):
+    from app.viewer import SLOT_GAP, slot_frame
+
+    wide = trimesh.creation.box(extents=(4.0, 1.0, 1.0))     # display width ~0.94
+    thin = trimesh.creation.box(extents=(0.5, 1.0, 3.0))     # display width ~0.15
+    f0, w0 = slot_frame(wide, 0, None)
+    f1, w1 = slot_frame(thin, 1, (f0, w0))
+    np.testing.assert_allclose(f1.offset[0], w0 / 2 + SLOT_GAP + w1 / 2)
+    assert slot_frame(thin, 3, None)[0].offset[0] == pytest.approx(3 * (1 + SLOT_GAP))
+    viewer.show(0, _content(wide))
+    viewer.show(1, _content(thin))
+    viewer.show(2, _content(wide))
+    xs = [s.frame.offset[0] for s in viewer.scene()]
+    assert xs[0] < xs[1] < xs[2]
+    lo2 = viewer.scene()[2].frame.to_display(wide.vertices)[:, 0].min()
+    hi1 = viewer.scene()[1].frame.to_display(thin.vertices)[:, 0].max()
+    assert lo2 - hi1 == pytest.approx(SLOT_GAP)
+    viewer.set_marker(1, "best", thin.vertices[0])
+    scene = viewer.scene()
+    assert set(scene[1].markers) == {"best"} and scene[0].markers == {}
+    assert scene[1].colors.shape == (200, 3)
+    viewer.clear_from(1)
+    assert viewer.slots() == [0]
+    assert viewer.screenshot() is None        # no browser connected
