@@ -2,6 +2,10 @@
 
 Reads every stage's ``log.csv`` and draws the main loss terms against the global
 step (stages laid end to end), as plotly HTML and, when kaleido works, PNG.
+
+Several runs (``RUN_DIR RUN_DIR ...``) are overlaid instead, one colour per run, over the
+alignment steps only (stage 0 is shared by the ablations): the schedule comparison of
+``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,59 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
         offset += int(rows[-1]["step"]) if rows else 0
     fig.update_layout(title=f"Learning curves: {Path(run_dir).name}", height=500, width=900)
     fig.update_xaxes(title_text="global step")
+    return _write(fig, out_stem)
+
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+# Panels of the run comparison: the alignment-phase terms every schedule may log.
+COMPARE_PANELS: tuple[tuple[str, str], ...] = (
+    ("dense", "dense InfoNCE"),
+    ("dense_accuracy", "dense top-1 accuracy"),
+    ("global", "global contrastive"),
+    ("vae_iou", "VAE occupancy IoU"),
+    ("geometry", "2D geometry loss"),
+    ("total", "total loss"),
+)
+
+
+def compare_runs(run_dirs: list[str | Path], out_stem: str | Path) -> list[Path]:
+    """Overlay the alignment stages (every stage after ``0_pretrain``) of several runs against
+    the alignment step; write ``out_stem.html`` (and ``.png`` when possible)."""
+    return _write(compare_figure(run_dirs), out_stem)
+
+
+def compare_figure(run_dirs: list[str | Path]):
+    """The plotly figure of :func:`compare_runs`: one trace per (run, panel), named by the run."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if len(run_dirs) < 2:
+        raise ValueError("compare_runs needs at least two run directories")
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in COMPARE_PANELS])
+    for ri, run_dir in enumerate(run_dirs):
+        stages = [(n, rows) for n, rows in read_run(run_dir) if not n.startswith("0_")]
+        if not stages:
+            raise FileNotFoundError(f"no alignment stage log.csv under {run_dir}")
+        label, colour = Path(run_dir).name, _COLOURS[ri % len(_COLOURS)]
+        offset, shown = 0, False
+        for _, rows in stages:
+            for pi, (key, _) in enumerate(COMPARE_PANELS):
+                xs = [offset + r["step"] for r in rows if key in r]
+                ys = [r[key] for r in rows if key in r]
+                if xs:
+                    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label, legendgroup=label,
+                                             showlegend=not shown, line={"color": colour}),
+                                  row=pi // 3 + 1, col=pi % 3 + 1)
+                    shown = True
+            offset += int(rows[-1]["step"]) if rows else 0
+    fig.update_layout(title="Alignment phase, same stage 0 and steps: " + " vs ".join(Path(r).name for r in run_dirs),
+                      height=500, width=900)
+    fig.update_xaxes(title_text="alignment step")
+    return fig
+
+
+def _write(fig, out_stem: str | Path) -> list[Path]:
     out = Path(out_stem)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out.with_suffix(".html")]
@@ -69,15 +126,13 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
     return written
 
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tango3d_core.train.plot", description=__doc__)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", nargs="+", help="one run (its stages end to end) or several (overlaid)")
     p.add_argument("--out", default="docs/img/learning_curves", help="output path without suffix")
     a = p.parse_args(argv)
-    for path in plot_run(a.run_dir, a.out):
+    paths = plot_run(a.run_dir[0], a.out) if len(a.run_dir) == 1 else compare_runs(a.run_dir, a.out)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

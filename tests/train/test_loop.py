@@ -67,17 +67,3 @@ def test_lr_schedule_shape():
     assert lrs[0] == 0.1 and lrs[9] == 1.0
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert abs(lrs[-1] - 0.05) < 0.01
-
-
-def test_plot_reads_logs_and_dedupes(tmp_path):
-    from tango3d_core.train.plot import read_run
-
-    d = tmp_path / "0_pretrain"
-    d.mkdir()
-    (d / "log.csv").write_text("step,total\n10,2.0\n20,1.5\n")
-    with open(d / "log.csv", "a") as f:  # a resumed run re-logs step 20
-        f.write("20,1.4\n30,1.0\n")
-    (stage,) = read_run(tmp_path)
-    assert stage[0] == "0_pretrain"
-    assert [r["step"] for r in stage[1]] == [10, 20, 30]
-    assert stage[1][1]["total"] == 1.4
