@@ -34,17 +34,13 @@ def _best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--subdivisions", type=int, default=8, help="icosphere level; 8 gives 1,310,720 faces"
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def measure(*, subdivisions: int = 8, repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds of each loader on a vertex-coloured icosphere PLY.
 
-    mesh = trimesh.creation.icosphere(subdivisions=args.subdivisions)
+    Returns ``{"faces", "vertices", "size_mb", "rows": [(label, seconds), ...]}``; ``rows[1]`` is
+    the baseline (``trimesh.load_mesh``).
+    """
+    mesh = trimesh.creation.icosphere(subdivisions=subdivisions)
     rgb = np.clip((mesh.vertices + 1.0) * 127.5, 0, 255).astype(np.uint8)
     mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
     n_faces = len(mesh.faces)
@@ -53,7 +49,6 @@ def main() -> None:
         path = Path(tmp) / "large.ply"
         mesh.export(path)
         size_mb = path.stat().st_size / 2**20
-        print(f"binary PLY: {n_faces:,} faces, {len(mesh.vertices):,} vertices, {size_mb:.1f} MB")
 
         rows = [
             (
@@ -70,7 +65,23 @@ def main() -> None:
             rows.append(
                 (f"t3.load_mesh()                     [decimate to {MAX_FACES:,}]", lambda: load_mesh(path))
             )
-        times = [(label, _best_of(fn, args.repeats)) for label, fn in rows]
+        times = [(label, _best_of(fn, repeats)) for label, fn in rows]
+    return {"faces": n_faces, "vertices": len(mesh.vertices), "size_mb": size_mb, "rows": times}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--subdivisions", type=int, default=8, help="icosphere level; 8 gives 1,310,720 faces"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    res = measure(subdivisions=args.subdivisions, repeats=args.repeats)
+    print(f"binary PLY: {res['faces']:,} faces, {res['vertices']:,} vertices, {res['size_mb']:.1f} MB")
+    times = res["rows"]
     baseline = times[1][1]
     for label, seconds in times:
         print(f"{label:58s} {seconds:6.2f} s   x{seconds / baseline:5.2f} of baseline")
