@@ -374,7 +374,8 @@ def test_retrieval_and_comparison_panels(running_app, browser):
         assert session.search_hits[0].item.name in caption and f"{session.search_hits[0].score:.3f}" in caption
         thumbs.nth(1).click()
         _wait(lambda: session.mesh_name == session.search_hits[1].item.name, 60, "the result to load", page)
-        assert session.viewer.slots() == [0]
+        # the handler names the mesh before it fills the viewer: wait for the scene, not the name
+        _wait(lambda: session.viewer.slots() == [0], 30, "the result in the viewer", page)
         # Side-by-side comparison with the back-projection provider, then one pixel click.
         page.locator("#examples button.thumbnail-item").first.click()
         _wait(lambda: "Example" in page.locator("#status").inner_text(), 120, "the example", page)
@@ -382,7 +383,7 @@ def test_retrieval_and_comparison_panels(running_app, browser):
         page.get_by_role("option", name="backprojection").click()
         _wait(lambda: session.providers == ["tango3d", "backprojection"], 120, "the comparison provider", page)
         _wait(lambda: page.locator("#compare-image").is_visible(), 30, "the comparison panel", page)
-        assert session.viewer.slots() == [0, 1]
+        _wait(lambda: session.viewer.slots() == [0, 1], 30, "both providers in the viewer", page)
         _image_geometry(page)
         _click_pixel(page, 160, 160)
         _wait(lambda: set(session.best_points) == {"tango3d", "backprojection"}, 30, "both providers' answers", page)
