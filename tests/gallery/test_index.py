@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tango3d_core.gallery.index import (
+    _read_rows,
     ApproxIndex,
     ApproxParams,
     ExactIndex,
@@ -223,3 +224,18 @@ def test_build_index_picks_by_size():
     assert isinstance(build_index(x, kind="exact", exact_limit=1000), ExactIndex)
     with pytest.raises(ValueError, match="kind"):
         build_index(x, kind="fast")  # type: ignore[arg-type]
+
+
+def test_memmapped_vectors_are_read_not_mapped(tmp_path):
+    x = clustered(5000, 24, seed=22)
+    np.save(tmp_path / "v.npy", x)
+    mm = np.load(tmp_path / "v.npy", mmap_mode="r")
+    for a, b in ((0, 10), (4990, 6000), (123, 4567), (10, 10)):
+        got = _read_rows(mm, a, b)
+        assert not isinstance(got, np.memmap)
+        np.testing.assert_array_equal(got, x[a:b])
+    np.testing.assert_array_equal(_read_rows(mm[100:], 5, 9), x[105:109])  # a view: sliced, not read
+    q = clustered(3, 24, seed=23)
+    for qq in q:
+        np.testing.assert_array_equal(ExactIndex(mm).search(qq, 5).ids, ExactIndex(x).search(qq, 5).ids)
+        np.testing.assert_array_equal(brute_force_batch(mm, qq, 5)[1][0], brute_force(x, qq, 5)[1])
