@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import trimesh
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .examples import Example
 from .export import ExportDir, mesh_bytes, values_npy_bytes
@@ -64,7 +64,6 @@ ViewerKind = Literal["viser", "fallback"]
 ExportKind = Literal["ply", "glb", "npy", "png"]
 ShapeId = Literal["a", "b"]
 Progress = Callable[..., Any]
-IMAGE_FORMATS = {"PNG": "PNG", "JPEG": "JPG", "WEBP": "WebP"}
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
 QUERY_MARKER = (20, 220, 255)   # the clicked pixel (matches the viewer's query marker)
 BEST_MARKER = (255, 0, 255)     # the best match (matches the viewer's best marker)
@@ -83,9 +82,12 @@ class Limits:
     image_side       the working image's longest side (larger images are downscaled once)
     max_mesh_bytes   refuse larger mesh files
     max_faces        meshes with more faces are decimated to this count on load
+    max_stored_uploads  uploaded mesh files kept on disk (for an up-axis change); older ones are
+                     deleted, so the work folder does not grow with every upload
     num_points       surface samples per shape (features and overlay points)
     timeout_s        wall-clock budget of one load or encode
-    max_sessions     open sessions (tabs); the least recently used is closed beyond this
+    max_sessions     open sessions (tabs); the least recently used is closed beyond this. An idle
+                     tab costs ~0.1 MB and one thread (its viser server): room for 20+ users at once
     Mask uploads are bounded like images (``max_image_bytes``, ``max_image_pixels``).
     """
 
@@ -94,9 +96,10 @@ class Limits:
     image_side: int = 1024
     max_mesh_bytes: int = 100 * 1024 * 1024
     max_faces: int = 300_000
+    max_stored_uploads: int = 32
     num_points: int = 8192
     timeout_s: float = 120.0
-    max_sessions: int = 16
+    max_sessions: int = 64
 
 
 def _step(progress: Progress | None, frac: float, desc: str) -> None:
@@ -154,7 +157,7 @@ class Explorer:
     viewer           "viser" (or True): one viser server per session; "fallback": a GLB for
                      ``gr.Model3D`` (no WebSocket); False: no 3D view (tests, benchmarks)
     viewer_host      interface the per-session viser servers bind
-    cache_dir        where an optional SAM checkpoint is looked for (``<cache_dir>/sam/*.pth``)
+    cache_dir        where an optional SAM checkpoint is looked for (``<cache_dir>/sam/*.safetensors``)
     """
 
     def __init__(self, primary: Any, *, make_provider: Callable[[str], Any] | None = None,
@@ -289,38 +292,19 @@ class Explorer:
 
     # ------------------------------------------------------------------- images
     def read_image(self, path: str | Path) -> Image.Image:
-        """Validate and decode an uploaded image into the working image (RGB, longest side capped)."""
-        path = Path(path)
+        """Validate and decode an uploaded image into the working image (RGB, longest side capped).
+
+        ``tango3d_core.data.imageio.load_image`` does the work: byte cap before decoding, pixel
+        cap from the header, first frame of an animation, 16-bit / CMYK / palette converted,
+        transparency over white, EXIF orientation applied."""
+        from tango3d_core.data.imageio import ImageLoadError, load_image
+
         lim = self.limits
         try:
-            size = path.stat().st_size
-        except OSError:
-            raise UserError("The uploaded image could not be read; please upload it again.") from None
-        if size > lim.max_image_bytes:
-            raise UserError(f"The image file is {size / 2**20:.1f} MB; the limit is {lim.max_image_bytes / 2**20:.0f} MB.")
-        try:
-            with Image.open(path) as im:
-                fmt = im.format
-                if fmt not in IMAGE_FORMATS:
-                    raise UserError(f"Unsupported image format ({fmt or 'unknown'}); upload a PNG, JPG or WebP image.")
-                if im.width * im.height > lim.max_image_pixels:
-                    raise UserError(f"The image is {im.width} x {im.height} pixels; the limit is "
-                                    f"{lim.max_image_pixels / 1e6:.0f} megapixels.")
-                im.load()
-                img = ImageOps.exif_transpose(im)
-        except UserError:
-            raise
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-            raise UserError(f"The file is not a readable PNG, JPG or WebP image ({type(e).__name__}).") from None
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        img = img.convert("RGB")
-        if max(img.size) > lim.image_side:
-            s = lim.image_side / max(img.size)
-            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.LANCZOS)
-        return img
+            return load_image(path, max_bytes=lim.max_image_bytes, max_pixels=lim.max_image_pixels,
+                              max_side=lim.image_side)
+        except ImageLoadError as e:
+            raise UserError(str(e)) from None
 
     def load_image(self, session: Session, path: str | Path, *, progress: Progress | None = None
                    ) -> list[Image.Image | None]:
@@ -379,6 +363,9 @@ class Explorer:
             tmp = stored.with_suffix(f".part{threading.get_ident()}")
             shutil.copyfile(path, tmp)
             tmp.replace(stored)
+        else:
+            stored.touch()  # most recently used: pruned last
+        self._prune_uploads(keep=stored)
 
         def read() -> trimesh.Trimesh:
             try:
@@ -389,6 +376,22 @@ class Explorer:
 
         mesh, _ = self.meshes.get_or_compute(("file", digest, up_axis), lambda: self._run(f"Reading '{shown}'", read))
         return mesh, f"file-{digest}-{up_axis}", shown, stored
+
+    def _prune_uploads(self, *, keep: Path) -> None:
+        """Keep the ``limits.max_stored_uploads`` most recently used uploaded meshes and delete the
+        rest (an up-axis change of a deleted one asks for the file again). Partial copies of
+        other threads (``*.part<thread>``) are left alone."""
+        files = []
+        for p in (self.work_dir / "uploads").iterdir():
+            if p.suffix.lower() not in MESH_EXTENSIONS or p == keep:
+                continue
+            try:
+                files.append((p.stat().st_mtime, p))
+            except FileNotFoundError:
+                continue
+        files.sort(reverse=True)
+        for _, p in files[max(0, self.limits.max_stored_uploads - 1):]:
+            p.unlink(missing_ok=True)
 
     def load_mesh_file(self, session: Session, path: str | Path, *, up_axis: UpAxis = "z",
                        display_name: str | None = None, progress: Progress | None = None) -> str:

@@ -21,11 +21,14 @@ that cannot carry a WebSocket at all.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,8 @@ from typing import Any
 from .examples import EXAMPLES_DIR, ensure_examples
 from .explorer import Explorer, Limits, ViewerKind
 
-__all__ = ["App", "build_app", "default_cache_dir", "resolve_single_port", "serve", "start"]
+__all__ = ["App", "TempSweeper", "build_app", "default_cache_dir", "resolve_single_port", "serve", "start",
+           "sweep_old_files"]
 
 log = logging.getLogger("tango3d.app")
 
@@ -55,6 +59,60 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
     return device
+
+
+TEMP_MAX_AGE_ENV = "TANGO3D_TEMP_MAX_AGE_S"
+
+
+def sweep_old_files(folder: str | Path, *, max_age_s: float) -> int:
+    """Delete the files under ``folder`` last modified more than ``max_age_s`` seconds ago, and
+    the folders that were empty and as old; returns the number of files deleted.
+
+    Gradio writes every upload and every image it sends back under its temporary folder and
+    deletes only the uploads (``delete_cache``); the returned images would pile up forever."""
+    cutoff = time.time() - max_age_s
+    deleted = 0
+    for root, _, files in os.walk(folder, topdown=False):
+        try:
+            old_dir = os.lstat(root).st_mtime < cutoff  # before our deletions touch it
+        except OSError:
+            continue
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+                    deleted += 1
+            except OSError:
+                pass
+        if old_dir and os.path.abspath(root) != os.path.abspath(folder):
+            try:
+                os.rmdir(root)  # only succeeds when empty
+            except OSError:
+                pass
+    return deleted
+
+
+class TempSweeper:
+    """Runs :func:`sweep_old_files` on ``folder`` every ``every_s`` seconds (default: a quarter
+    of ``max_age_s``, at most 15 min) on a daemon thread until :meth:`stop`."""
+
+    def __init__(self, folder: str | Path, *, max_age_s: float, every_s: float | None = None) -> None:
+        self.folder, self.max_age_s = Path(folder), float(max_age_s)
+        self.every_s = float(every_s) if every_s is not None else min(900.0, max(1.0, self.max_age_s / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="temp-sweeper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                sweep_old_files(self.folder, max_age_s=self.max_age_s)
+            except Exception:  # the sweeper must never take the server down
+                log.exception("sweeping %s failed", self.folder)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 @dataclass
@@ -175,6 +233,13 @@ def serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: --gallery: {e}", file=sys.stderr)
             return 2
+    # Gradio's temporary files (uploads, every image sent back) go to a folder of our own, swept
+    # by age (TANGO3D_TEMP_MAX_AGE_S, default 1 h) and removed at exit; a GRADIO_TEMP_DIR the
+    # user set is swept the same way but kept.
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        own_temp = tempfile.mkdtemp(prefix="tango3d-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = own_temp
+        atexit.register(shutil.rmtree, own_temp, True)
     app = build_app(primary, make_provider=make_provider,
                     compare_choices=[n for n in available_providers() if n != primary.name],
                     gallery=gallery, cache_dir=cache, viewer_host=args.host, single_port=single_port,
@@ -188,6 +253,9 @@ def serve(args: argparse.Namespace) -> int:
         app.explorer.shutdown()
         print(f"error: cannot serve on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 2
+    from gradio.utils import get_upload_folder
+
+    sweeper = TempSweeper(get_upload_folder(), max_age_s=float(os.environ.get(TEMP_MAX_AGE_ENV) or 3600))
     mode = "single port" if single_port else "viewer ports per tab"
     print(f"Tango3D explorer running on {app.url}  (provider {primary.name}, device {device}, {mode}, "
           f"{app.explorer.viewer_kind} view; Ctrl+C to stop)", flush=True)
@@ -200,6 +268,7 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        sweeper.stop()
         app.close()
     return 0
 

@@ -207,6 +207,10 @@ def serve_app(app: Any, *, host: str = "127.0.0.1", port: int | None = None, qui
     limit_mb = max(explorer.limits.max_mesh_bytes, explorer.limits.max_image_bytes) // 2**20
     gr.mount_gradio_app(api, app.demo, path="/", server_name=host, server_port=port or 0,
                         max_file_size=f"{limit_mb}mb", css=CSS, footer_links=[], show_error=False)
+    # Gradio refuses event inputs that name files it did not receive ("not uploaded by a user")
+    # only for Blocks that went through launch(); mount_gradio_app leaves the flag off, which
+    # would let a hand-made request pass any server file as an upload.
+    app.demo.has_launched = True
     return run_uvicorn(api, host=host, port=port, quiet=quiet, startup_timeout=startup_timeout)
 
 

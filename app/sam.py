@@ -3,9 +3,13 @@
 Used only when both are present locally (nothing is ever downloaded):
 
 * the ``segment-anything`` package (``pip install segment-anything``), and
-* a SAM checkpoint file: ``$TANGO3D_SAM_CHECKPOINT``, else the first ``*.pth`` in
-  ``<cache>/sam/`` (``~/.cache/tango3d/sam/``). The model type is read from the file name
-  (``vit_h`` / ``vit_l`` / ``vit_b``, as in the official ``sam_vit_b_01ec64.pth``).
+* a SAM checkpoint in safetensors format: ``$TANGO3D_SAM_CHECKPOINT``, else the first
+  ``*.safetensors`` in ``<cache>/sam/`` (``~/.cache/tango3d/sam/``). The model type is read
+  from the file name (``vit_h`` / ``vit_l`` / ``vit_b``, e.g. ``sam_vit_b_01ec64.safetensors``).
+  Pickled ``.pth`` files are never loaded (unpickling runs arbitrary code); convert the
+  official one once, on a machine you trust:
+  ``python -c "import torch, safetensors.torch as s; s.save_file(torch.load('sam_vit_b_01ec64.pth',
+  weights_only=True), 'sam_vit_b_01ec64.safetensors')"``.
 
 :func:`sam_status` says which of the two is missing, in words the page can show on the button.
 """
@@ -38,7 +42,7 @@ def find_checkpoint(cache_dir: str | Path | None) -> Path | None:
     folder = Path(cache_dir) / "sam"
     if not folder.is_dir():
         return None
-    found = sorted(p for p in folder.glob("*.pth") if p.is_file())
+    found = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
     return found[0] if found else None
 
 
@@ -58,7 +62,7 @@ def sam_status(cache_dir: str | Path | None) -> tuple[bool, str]:
     """(available, message). The message names what is missing and how to provide it."""
     has_pkg = _has_package()
     ckpt = find_checkpoint(cache_dir)
-    where = f"${SAM_ENV}" + (f" or {Path(cache_dir) / 'sam'}/*.pth" if cache_dir is not None else "")
+    where = f"${SAM_ENV}" + (f" or {Path(cache_dir) / 'sam'}/*.safetensors" if cache_dir is not None else "")
     if has_pkg and ckpt is not None:
         return True, f"SAM ({model_type(ckpt)}, {ckpt.name}): click the image to propose a mask"
     missing = []
@@ -80,9 +84,13 @@ class SamSegmenter:
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
+        from safetensors.torch import load_file
         from segment_anything import SamPredictor, sam_model_registry
 
-        sam = sam_model_registry[model_type(self.checkpoint)](checkpoint=str(self.checkpoint))
+        if self.checkpoint.suffix != ".safetensors":
+            raise ValueError(f"{self.checkpoint.name}: only .safetensors SAM checkpoints are loaded (no pickles)")
+        sam = sam_model_registry[model_type(self.checkpoint)]()  # random weights, replaced strictly below
+        sam.load_state_dict(load_file(str(self.checkpoint)), strict=True)
         sam.to(device=self.device)
         return SamPredictor(sam)
 

@@ -31,6 +31,7 @@ __all__ = ["build_ui", "CSS", "POLL_SECONDS"]
 log = logging.getLogger("tango3d.app")
 
 POLL_SECONDS = 0.4
+TEMP_FILE_CLEANUP = (900, 3600)  # Gradio's delete_cache: every 15 min, files older than 1 h
 VIEWER_HEIGHT = 560
 NO_COMPARE = "(none)"
 SECOND = "second shape"
@@ -102,6 +103,19 @@ def _sam_missing(message: str) -> str:
     return "needs " + " and ".join(lacks) if lacks else message
 
 
+def _uploaded(path) -> str:
+    """``path`` if it is a file Gradio received from a page (inside its upload folder), else a
+    UserError: a hand-made request must never get another server file read as an upload."""
+    from pathlib import Path
+
+    from gradio.utils import get_upload_folder
+
+    p = Path(str(path)).resolve()
+    if not p.is_relative_to(Path(get_upload_folder()).resolve()):
+        raise UserError("The upload did not arrive; please upload the file again.")
+    return str(p)
+
+
 def _payload_path(payload) -> str | None:
     if payload is None:
         return None
@@ -129,7 +143,9 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
     fallback = explorer.viewer_kind == "fallback"
     gallery_choices = explorer.gallery_choices()
 
-    with gr.Blocks(title="Tango3D explorer") as demo:
+    # Gradio keeps every upload and every image it sends back as a file: without this a
+    # long-running server fills its disk. analytics off: a public demo reports nothing home.
+    with gr.Blocks(title="Tango3D explorer", delete_cache=TEMP_FILE_CLEANUP, analytics_enabled=False) as demo:
         session = gr.State(None, delete_callback=explorer.close_session)
         gr.Markdown("## Tango3D explorer — click a pixel, see where it lands on the shape; click the shape, "
                     f"see its pixels.  \nProvider: **{html.escape(explorer.primary.name)}**")
@@ -294,7 +310,7 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
             path = _payload_path(payload)
             if path is None:
                 return _skip_panels()
-            return _panels(explorer.load_image(s, path, progress=progress), s)
+            return _panels(explorer.load_image(s, _uploaded(path), progress=progress), s)
 
         image.upload(on_image, inputs=[image, session], outputs=panels_out, preprocess=False,
                      concurrency_limit=2)
@@ -307,7 +323,8 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
             if not path:
                 return (gr.skip(), gr.skip()) + tuple(gr.skip() for _ in view_out)
             name = str(path).replace("\\", "/").split("/")[-1]
-            msg = explorer.load_mesh_file(s, path, up_axis=axis.lower(), display_name=name, progress=progress)
+            msg = explorer.load_mesh_file(s, _uploaded(path), up_axis=axis.lower(), display_name=name,
+                                          progress=progress)
             return (msg, _polling(s)) + _view(s)
 
         mesh_file.upload(on_mesh, inputs=[mesh_file, up_axis, session], outputs=[status, timer] + view_out,
@@ -399,7 +416,8 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
             if not path:
                 return _skip_panels() + (gr.skip(),)
             name = str(path).replace("\\", "/").split("/")[-1]
-            explorer.load_second_file(s, path, up_axis=axis.lower(), display_name=name, progress=progress)
+            explorer.load_second_file(s, _uploaded(path), up_axis=axis.lower(), display_name=name,
+                                      progress=progress)
             return _panels(s.panels, s) + (_polling(s),)
 
         second_file.upload(on_second_file, inputs=[second_file, up_axis, session], outputs=panels_out + [timer],
@@ -450,7 +468,7 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
         def on_mask_file(path, s):
             if not path:
                 return _skip_panels()
-            return _panels(explorer.mask_from_file(s, path), s)
+            return _panels(explorer.mask_from_file(s, _uploaded(path)), s)
 
         mask_file.upload(on_mask_file, inputs=[mask_file, session], outputs=panels_out, concurrency_limit=4)
 

@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "load_mesh": "tango3d_core.data.meshio",
     "normalize_mesh": "tango3d_core.data.meshio",
     "MeshLoadError": "tango3d_core.data.meshio",
+    "load_image": "tango3d_core.data.imageio",
+    "ImageLoadError": "tango3d_core.data.imageio",
     "load_model": "tango3d_core.models.checkpoint",
     "save_checkpoint": "tango3d_core.models.checkpoint",
     "Tango3D": "tango3d_core.models.tango3d",
@@ -33,6 +35,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .data.imageio import ImageLoadError, load_image
     from .data.meshio import MeshLoadError, load_mesh, normalize_mesh
     from .models.checkpoint import load_model, save_checkpoint
     from .models.tango3d import ImageFeatures, ShapeFeatures, Tango3D

@@ -60,3 +60,17 @@ def test_load_mesh_and_error_type(tmp_path):
     with pytest.raises(t3.MeshLoadError) as e:
         t3.load_mesh(bad)
     assert isinstance(e.value, ValueError) and "bad.ply" in str(e.value)
+
+
+def test_load_image_and_error_type(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "grey16.png"
+    Image.fromarray(np.full((6, 9), 65535, dtype=np.uint16)).save(p)
+    img = t3.load_image(p)
+    assert img.mode == "RGB" and img.size == (9, 6) and img.getpixel((0, 0)) == (255, 255, 255)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(t3.ImageLoadError) as e:
+        t3.load_image(bad)
+    assert isinstance(e.value, ValueError) and "notes.png" in str(e.value)

@@ -21,12 +21,14 @@ def find_mesh_files(root: str | os.PathLike[str], *,
     """Every file under ``root`` (recursively) whose extension is a supported mesh format.
 
     Extensions compare case-insensitively; symbolic links to folders are not followed (no
-    cycles); files are sorted by path, so the order is the same on every machine.
+    cycles), nor links to files outside ``root`` (the gallery stays inside its root); files are
+    sorted by path, so the order is the same on every machine.
     Raises ``FileNotFoundError`` when ``root`` is not a folder or holds no mesh file.
     """
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"meshes folder {base} is not a directory")
+    real_base = os.path.realpath(base)
     exts = tuple(e.lower() for e in extensions)
     found: list[Path] = []
     stack = [base]
@@ -39,8 +41,9 @@ def find_mesh_files(root: str | os.PathLike[str], *,
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
-            elif os.path.splitext(entry.name)[1].lower() in exts and entry.is_file():
-                found.append(Path(entry.path))
+            elif (os.path.splitext(entry.name)[1].lower() in exts and entry.is_file()
+                  and os.path.commonpath([real_base, os.path.realpath(entry.path)]) == real_base):
+                found.append(Path(entry.path))  # a file link that leads out of root is skipped
     if not found:
         raise FileNotFoundError(f"meshes folder {base} holds no mesh files ({', '.join(exts)})")
     return sorted(found)

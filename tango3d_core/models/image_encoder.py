@@ -285,7 +285,8 @@ def build_image_encoder(config: ImageEncoderConfig, *, load_pretrained: bool = T
     """Build the 2D branch. Returns the module and the resolved config.
 
     For ``backbone="dinov2"``: with ``load_pretrained`` and ``hf_path`` set, weights come from
-    ``AutoModel.from_pretrained(hf_path, local_files_only=True)``; otherwise the architecture
+    ``AutoModel.from_pretrained(hf_path, local_files_only=True, use_safetensors=True)`` (pickled
+    ``pytorch_model.bin`` weights are never read); otherwise the architecture
     from ``hf_config`` is built with random weights (a checkpoint then fills them in). The
     resolved config always carries ``hf_config`` and the backbone's patch size / width.
     """
@@ -301,7 +302,7 @@ def build_image_encoder(config: ImageEncoderConfig, *, load_pretrained: bool = T
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("backbone 'dinov2' needs transformers: pip install 'tango3d[hf]'") from e
     if load_pretrained and config.hf_path is not None:
-        model = AutoModel.from_pretrained(config.hf_path, local_files_only=True)
+        model = AutoModel.from_pretrained(config.hf_path, local_files_only=True, use_safetensors=True)
         if not isinstance(model, Dinov2Model):
             raise ValueError(f"{config.hf_path} did not load as a Dinov2Model (got {type(model).__name__})")
         hf_config = model.config.to_dict()

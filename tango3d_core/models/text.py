@@ -47,7 +47,9 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise TextEncoderUnavailable("text encoding needs sentence-transformers: pip install 'tango3d[text]'") from e
-    model = SentenceTransformer(path, device=device, local_files_only=True)
+    # safetensors only: never fall back to a pickled pytorch_model.bin
+    model = SentenceTransformer(path, device=device, local_files_only=True,
+                                model_kwargs={"use_safetensors": True})
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

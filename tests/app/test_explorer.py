@@ -164,26 +164,20 @@ def test_uploaded_names_never_become_paths(explorer, examples_dir, tmp_path):
     assert "evilscript.ply" in status and "/" not in s.mesh_name and "<" not in s.mesh_name
 
 
-@pytest.mark.parametrize("content,name,match", [
-    (b"hello, I am text", "photo.png", "not a readable PNG, JPG or WebP"),
-    (None, "anim.gif", "Unsupported image format \\(GIF\\)"),
-    (None, "pic.bmp", "Unsupported image format \\(BMP\\)"),
-])
-def test_bad_images_get_clear_messages(explorer, tmp_path, content, name, match):
-    path = tmp_path / name
-    if content is None:
-        Image.new("RGB", (8, 8)).save(path)
-    else:
-        path.write_bytes(content)
+def test_bad_images_get_clear_messages(explorer, tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"hello, I am text")
     s = explorer.open_session("a")
-    with pytest.raises(UserError, match=match):
-        explorer.load_image(s, path)
+    with pytest.raises(UserError, match="'photo.png': it is a text file, not an image"):
+        explorer.load_image(s, tmp_path / "photo.png")
+    for name in ("anim.gif", "pic.bmp"):  # GIF (first frame) and BMP are read too
+        Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / name)
+        assert explorer.load_image(s, tmp_path / name)[0].getpixel((4, 4)) == (200, 30, 30)
 
 
 def test_truncated_image(explorer, examples_dir, tmp_path):
     data = (examples_dir / "chair.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(UserError, match="not a readable"):
+    with pytest.raises(UserError, match="corrupt or truncated"):
         explorer.load_image(explorer.open_session("a"), tmp_path / "cut.png")
 
 
@@ -192,11 +186,11 @@ def test_image_bounds(make_explorer, provider, tmp_path):
                                                image_side=64))
     s = ex.open_session("a")
     Image.new("RGB", (200, 100), (9, 9, 9)).save(tmp_path / "big.png")
-    with pytest.raises(UserError, match="megapixels"):
+    with pytest.raises(UserError, match="200 x 100 pixels .*the limit is 10,000 pixels"):
         ex.load_image(s, tmp_path / "big.png")
     noise = (np.random.default_rng(0).random((90, 90, 3)) * 255).astype(np.uint8)
     Image.fromarray(noise).save(tmp_path / "heavy.png")
-    with pytest.raises(UserError, match="MB; the limit"):
+    with pytest.raises(UserError, match="above the 4.9 kB limit"):
         ex.load_image(s, tmp_path / "heavy.png")
     Image.new("RGBA", (90, 60), (255, 0, 0, 0)).save(tmp_path / "ok.webp")
     panels = ex.load_image(s, tmp_path / "ok.webp")

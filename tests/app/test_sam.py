@@ -28,7 +28,9 @@ def test_status_names_what_is_missing(tmp_path, monkeypatch):
     ok, msg = sam_status(tmp_path)
     assert not ok and "package" not in msg and "SAM checkpoint" in msg
     (tmp_path / "sam").mkdir()
-    (tmp_path / "sam" / "sam_vit_l_0b3195.pth").write_bytes(b"x")
+    (tmp_path / "sam" / "sam_vit_l_0b3195.pth").write_bytes(b"x")  # pickles are never picked up
+    assert not sam_status(tmp_path)[0]
+    (tmp_path / "sam" / "sam_vit_l_0b3195.safetensors").write_bytes(b"x")
     ok, msg = sam_status(tmp_path)
     assert ok and "vit_l" in msg
 
@@ -36,14 +38,16 @@ def test_status_names_what_is_missing(tmp_path, monkeypatch):
 def test_checkpoint_lookup(tmp_path, monkeypatch):
     assert find_checkpoint(tmp_path) is None and find_checkpoint(None) is None
     (tmp_path / "sam").mkdir()
-    ck = tmp_path / "sam" / "sam_vit_b_01ec64.pth"
+    (tmp_path / "sam" / "sam_vit_b_01ec64.pth").write_bytes(b"x")
+    assert find_checkpoint(tmp_path) is None
+    ck = tmp_path / "sam" / "sam_vit_b_01ec64.safetensors"
     ck.write_bytes(b"x")
     assert find_checkpoint(tmp_path) == ck and model_type(ck) == "vit_b"
-    other = tmp_path / "mine.pth"
+    other = tmp_path / "mine.safetensors"
     other.write_bytes(b"y")
     monkeypatch.setenv(SAM_ENV, str(other))
     assert find_checkpoint(tmp_path) == other and model_type(other) == "vit_h"
-    monkeypatch.setenv(SAM_ENV, str(tmp_path / "missing.pth"))
+    monkeypatch.setenv(SAM_ENV, str(tmp_path / "missing.safetensors"))
     assert find_checkpoint(tmp_path) is None
 
 
@@ -70,7 +74,10 @@ def _fake_sam(monkeypatch, calls):
         def to(self, device):
             return self
 
-    def build(checkpoint):
+        def load_state_dict(self, state, strict):
+            calls.append(("load", sorted(state), strict))
+
+    def build(checkpoint=None):
         calls.append(("build", checkpoint))
         return Model()
 
@@ -82,13 +89,26 @@ def _fake_sam(monkeypatch, calls):
 def test_propose_uses_the_best_mask_and_embeds_each_image_once(tmp_path, monkeypatch):
     calls = []
     _fake_sam(monkeypatch, calls)
-    ck = tmp_path / "sam_vit_b.pth"
-    ck.write_bytes(b"x")
+    import torch
+    from safetensors.torch import save_file
+
+    ck = tmp_path / "sam_vit_b.safetensors"
+    save_file({"image_encoder.w": torch.zeros(2)}, str(ck))
     seg = SamSegmenter(ck)
     img = Image.new("RGB", (60, 40))
     m = seg.propose(img, "k1", (30, 20))
     assert m.dtype == bool and m.shape == (40, 60) and m[20, 30] and m.sum() == 25
     seg.propose(img, "k1", (10, 10))
     seg.propose(img, "k2", (10, 10))
-    assert [c[0] for c in calls] == ["build", "predictor", "set_image", "set_image"]
-    assert calls[0][1] == str(ck)
+    assert [c[0] for c in calls] == ["build", "load", "predictor", "set_image", "set_image"]
+    assert calls[0][1] is None and calls[1][1:] == (["image_encoder.w"], True)  # no file given to torch.load
+
+
+def test_pickled_sam_checkpoints_are_refused(tmp_path, monkeypatch):
+    calls = []
+    _fake_sam(monkeypatch, calls)
+    ck = tmp_path / "sam_vit_b_01ec64.pth"
+    ck.write_bytes(b"x")
+    with pytest.raises(ValueError, match="only .safetensors"):
+        SamSegmenter(ck).propose(Image.new("RGB", (8, 8)), "k", (1, 1))
+    assert calls == []
