@@ -16,7 +16,7 @@ disk, read through the page cache) and searched from there, as a gallery's ``vec
 
     python benchmarks/retrieval.py --sizes 1e6,1e7 [--queries 200] [--json out.json]
 
-Takes about 35 minutes for 1e6,1e7 on two idle cores (most of it writing and scanning the
+Takes about 16 minutes for 1e6,1e7 on two idle cores (most of it writing and scanning the
 10M memmap, and building the 10M approximate index); needs ~20 GB free disk, ~6 GB RAM.
 """
 

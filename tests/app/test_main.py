@@ -86,3 +86,34 @@ def test_in_process_server_serves_the_page(provider, examples_dir, tmp_path):
             urllib.request.urlopen(app.url + f"viser/{s.viewer_token}/", timeout=30)
     finally:
         app.close()
+
+
+_ARENAS = """
+import sys, threading, ctypes
+from app.main import limit_malloc_arenas
+print(limit_malloc_arenas(2), flush=True)
+keep, all_alive = [], threading.Barrier(8)
+def work():  # all 8 threads alive at once: an exited thread's arena would be handed on
+    all_alive.wait()
+    keep.append([bytearray(60_000) for _ in range(20)])
+    all_alive.wait()
+ts = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_arenas_are_capped_unless_the_user_set_them():
+    import os
+    import subprocess
+
+    def run(env):
+        r = subprocess.run([sys.executable, "-c", _ARENAS], capture_output=True, text=True, check=True,
+                           env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
+        return r.stdout.strip(), r.stderr.count("Arena ")
+
+    capped, n_capped = run({"MALLOC_ARENA_MAX": None})
+    assert capped == "True" and 1 <= n_capped <= 2
+    mine, n_mine = run({"MALLOC_ARENA_MAX": "6"})   # the user's own setting wins
+    assert mine == "False" and n_capped < n_mine <= 6
