@@ -30,6 +30,7 @@ __all__ = [
     "TEXT_EMBED_DIM",
     "get_preset",
     "preset_names",
+    "toy_config",
 ]
 
 # all-MiniLM-L6-v2 sentence embedding width; the global space is aligned to it.
@@ -254,6 +255,35 @@ PRESETS: dict[str, Tango3DConfig] = {
         name="base",
     ),
 }
+
+
+def toy_config(size: Literal["micro", "small"] = "micro", *, name: str | None = None, **overrides: Any
+               ) -> Tango3DConfig:
+    """A model with every component of the real one, small enough that an encode takes
+    milliseconds: for tests (yours too, e.g. of a new feature provider) and examples. Its
+    weights are random; it learns nothing useful.
+
+    ``micro``: 32 px images, 8 latents, D = 8, G = 12 (a few thousand parameters).
+    ``small``: 64 px images, 16 latents, D = 16, G = 24 (tens of milliseconds per encode).
+    ``overrides`` replace top-level :class:`Tango3DConfig` fields.
+    """
+    if size == "micro":
+        image = ImageEncoderConfig(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, dense_width=8)
+        shape = ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
+                               enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
+                               encoder_points=64)
+        dims = dict(dense_dim=8, global_dim=12, head_hidden=16)
+    elif size == "small":
+        image = ImageEncoderConfig(image_size=64, patch_size=16, width=32, depth=1, num_heads=2, dense_width=16)
+        shape = ShapeVAEConfig(num_latents=16, width=32, num_heads=2, latent_channels=4, num_freqs=4,
+                               enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
+                               encoder_points=256)
+        dims = dict(dense_dim=16, global_dim=24, head_hidden=32)
+    else:
+        raise ValueError(f"size must be 'micro' or 'small', got {size!r}")
+    base: dict[str, Any] = dict(image=image, shape=shape, text_projection="linear", name=name or size, **dims)
+    base.update(overrides)
+    return Tango3DConfig(**base)
 
 
 def preset_names() -> list[str]:

@@ -99,3 +99,20 @@ def test_preset_sizes_match_the_brief() -> None:
     assert tiny.image.patch_size == 16 and tiny.image.image_size == 224 and tiny.image.width == 192
     assert tiny.shape.num_latents == 256 and tiny.global_dim == 384
     assert get_preset("base").dense_dim > tiny.dense_dim
+
+
+def test_toy_configs_are_small_real_models():
+    import torch
+
+    from tango3d_core.config import toy_config
+    from tango3d_core.models import build_model
+
+    micro, small = toy_config(), toy_config("small", name="mine", dense_dim=12)
+    assert micro.name == "micro" and micro.dense_dim == 8 and micro.image.image_size == 32
+    assert small.name == "mine" and small.dense_dim == 12 and small.shape.num_latents == 16
+    torch.manual_seed(0)
+    model = build_model(micro).eval()
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert n_params < 200_000, n_params
+    with pytest.raises(ValueError, match="micro' or 'small"):
+        toy_config("base")  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
+from tango3d_core.config import Tango3DConfig, toy_config
 from tango3d_core.models import ImageFeatures, ShapeFeatures, build_model, save_checkpoint
 from tango3d_core.providers import (
     BackprojectionProvider,
@@ -26,13 +26,7 @@ from tango3d_core.providers import (
 
 
 def _config() -> Tango3DConfig:
-    return Tango3DConfig(
-        image=ImageEncoderConfig(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, dense_width=8),
-        shape=ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
-                             enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
-                             encoder_points=64),
-        dense_dim=8, global_dim=12, head_hidden=16, text_projection="linear", name="providers-test",
-    )
+    return toy_config("micro", name="providers-test")
 
 
 @pytest.fixture(scope="module")

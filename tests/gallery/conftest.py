@@ -11,7 +11,7 @@ import pytest
 import torch
 import trimesh
 
-from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
+from tango3d_core.config import Tango3DConfig, toy_config
 from tango3d_core.gallery.embed import FunctionEmbedder
 
 DIM = 32
@@ -97,13 +97,7 @@ def uniform(n: int, dim: int, *, seed: int) -> np.ndarray:
 
 def tiny_config() -> Tango3DConfig:
     """Every component of the real model at a size that encodes in tens of milliseconds."""
-    return Tango3DConfig(
-        image=ImageEncoderConfig(image_size=64, patch_size=16, width=32, depth=1, num_heads=2, dense_width=16),
-        shape=ShapeVAEConfig(num_latents=16, width=32, num_heads=2, latent_channels=4, num_freqs=4,
-                             enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
-                             encoder_points=256),
-        dense_dim=16, global_dim=24, head_hidden=32, text_projection="linear", name="gallery-test",
-    )
+    return toy_config("small", name="gallery-test")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tango3d_core.config import ImageEncoderConfig, ShapeVAEConfig, Tango3DConfig
+from tango3d_core.config import Tango3DConfig, toy_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "assets" / "examples"
@@ -22,13 +22,7 @@ EXAMPLES = ROOT / "assets" / "examples"
 
 def tiny_config() -> Tango3DConfig:
     """Every component of the real model, small enough that an encode takes milliseconds."""
-    return Tango3DConfig(
-        image=ImageEncoderConfig(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, dense_width=8),
-        shape=ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
-                             enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
-                             encoder_points=64),
-        dense_dim=8, global_dim=12, head_hidden=16, text_projection="linear", name="robustness",
-    )
+    return toy_config("micro", name="robustness")
 
 
 @pytest.fixture(scope="session")
