@@ -193,18 +193,26 @@ def test_pixel_mapping_at_other_display_sizes(running_app, browser, tmp_path):
         _wait(lambda: session.image is not None and session.image.size == (900, 700), 120, "the upload", page)
         _wait(lambda: _image_geometry(page)[1] == 900, 30, "the uploaded image on the page")
         for x, y in ((100, 80), (450, 350), (800, 620)):
-            session.last_query = None
-            r = _click_pixel(page, x, y)
-            assert r < 0.6  # really shown smaller than natural size
-            tol = 1.0 / r  # one screen pixel, in image pixels
-
-            def landed(x=x, y=y, tol=tol) -> bool:
+            def landed(x=x, y=y) -> bool:
                 # Under load the previous click's event can arrive after last_query was reset:
                 # wait for this click's query rather than taking whichever comes first.
                 q = session.last_query
                 return q is not None and abs(q[1][0] - x) <= tol and abs(q[1][1] - y) <= tol
 
-            _wait(landed, 30, f"the click at {(x, y)} to land within {tol:.2f} px (last: {session.last_query})")
+            # The previous click's answer re-renders the image (markers); a click that falls in
+            # that swap reaches no element, as it would for a user, who clicks again. What is
+            # tested here is where a click lands, so a click that never arrived is repeated.
+            for attempt in range(3):
+                session.last_query = None
+                r = _click_pixel(page, x, y)
+                assert r < 0.6  # really shown smaller than natural size
+                tol = 1.0 / r  # one screen pixel, in image pixels
+                try:
+                    _wait(landed, 15, "")
+                    break
+                except AssertionError:
+                    assert attempt < 2, (f"three clicks at {(x, y)}: none landed within {tol:.2f} px "
+                                         f"(last query: {session.last_query})")
         # A mesh upload through the page, with the Y up axis chosen first.
         page.locator("#up-axis input[value='Y']").check()
         _wait(lambda: session.up_axis == "y", 30, "the up-axis change")
