@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -17,12 +20,33 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * m).sum() / m.sum().clamp(min=1.0)
 
 
+def _yaw_invariant_l1(pred: Tensor, target: Tensor, mask: Tensor, steps: int) -> Tensor:
+    """pred, target [B, H, W, 3], mask bool [B, H, W] -> scalar: sum over images of the
+    smallest per-image L1 sum over ``steps`` yaws of ``pred``, divided by the masked pixel count."""
+    if steps < 1:
+        raise ValueError(f"yaw_steps must be >= 1, got {steps}")
+    t = torch.arange(steps, device=pred.device, dtype=pred.dtype) * (2 * math.pi / steps)
+    c, s = torch.cos(t), torch.sin(t)
+    m = mask.to(pred.dtype)
+    px, py, pz = pred.unbind(-1)                       # [B, H, W] each
+    tx, ty, tz = target.unbind(-1)
+    # Rotated x and y for every yaw: [K, B, H, W]; z is unchanged by a yaw.
+    rx = c[:, None, None, None] * px - s[:, None, None, None] * py
+    ry = s[:, None, None, None] * px + c[:, None, None, None] * py
+    err = ((rx - tx).abs() + (ry - ty).abs() + (pz - tz).abs()) / 3.0
+    per_image = (err * m).sum(dim=(2, 3))              # [K, B]
+    best = per_image.min(dim=0).values                 # [B]
+    return best.sum() / m.sum().clamp(min=1.0)
+
+
 def geometry_loss(
     pred: Mapping[str, Tensor],
     target: Mapping[str, Tensor],
     mask: Tensor,
     *,
     depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
+    xyz_mode: Literal["canonical", "yaw_invariant"] = "canonical",
+    yaw_steps: int = 36,
     weights: Mapping[str, float] | None = None,
 ) -> dict[str, Tensor]:
     """Masked per-pixel losses.
@@ -32,6 +56,11 @@ def geometry_loss(
     mask          bool [B, H, W], object pixels
     depth_mode    "shift_invariant": L1 after subtracting each image's masked mean depth, since
                   the camera distance is not observable from a crop; "absolute": plain L1.
+    xyz_mode      "canonical": L1 to the object-centred xyz. "yaw_invariant": per image, the
+                  smallest L1 over ``yaw_steps`` rotations of the prediction about +Z (the
+                  object's facing direction is not always visible: a canonical L1 then pulls
+                  x and y of every pixel towards the mean, while this keeps the predicted
+                  shape and lets the image choose its frame; the height is scored either way)
     weights       per-term weights for ``loss`` (default 1 each)
 
     Returns a dict of scalars: ``depth`` (L1, canonical units), ``normal`` (mean 1 - cosine),
@@ -57,8 +86,13 @@ def geometry_loss(
         cos = F.cosine_similarity(pred["normal"], target["normal"].to(pred["normal"].dtype), dim=-1, eps=1e-6)
         terms["normal"] = _masked_mean(1.0 - cos, mask)
     if "xyz" in pred:
-        err = (pred["xyz"] - target["xyz"].to(pred["xyz"].dtype)).abs().mean(dim=-1)
-        terms["xyz"] = _masked_mean(err, mask)
+        if xyz_mode == "canonical":
+            err = (pred["xyz"] - target["xyz"].to(pred["xyz"].dtype)).abs().mean(dim=-1)
+            terms["xyz"] = _masked_mean(err, mask)
+        elif xyz_mode == "yaw_invariant":
+            terms["xyz"] = _yaw_invariant_l1(pred["xyz"], target["xyz"].to(pred["xyz"].dtype), mask, yaw_steps)
+        else:
+            raise ValueError(f"xyz_mode must be 'canonical' or 'yaw_invariant', got {xyz_mode!r}")
     if not terms:
         raise ValueError("pred has none of 'depth', 'normal', 'xyz'")
     terms["loss"] = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]

@@ -58,6 +58,7 @@ __all__ = ["Tango3D", "build_model", "ImageFeatures", "ShapeFeatures", "LOSS_NAM
 
 LossName = Literal["geometry", "vae", "dense", "global"]
 LOSS_NAMES: tuple[str, ...] = ("geometry", "vae", "dense", "global")
+XyzMode = Literal["canonical", "yaw_invariant"]
 DeviceLike = str | torch.device | None
 
 
@@ -169,15 +170,17 @@ class Tango3D(nn.Module):
 
     # -------------------------------------------------------------- training
     def forward_geometry(self, batch: Mapping[str, Any], *, depth_mode: Literal["shift_invariant", "absolute"]
-                         = "shift_invariant", weights: Mapping[str, float] | None = None) -> dict[str, Tensor]:
+                         = "shift_invariant", xyz_mode: XyzMode = "canonical",
+                         weights: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         """Stage 0, 2D: geometric heads on the dense features.
 
         Uses batch ``image``, ``mask``, ``depth``, ``normal``, ``xyz``. Returns predictions
         ``depth`` [B, H, W], ``normal`` / ``xyz`` [B, H, W, 3] and scalar terms ``loss``,
-        ``loss_depth``, ``loss_normal``, ``loss_xyz`` (see :func:`geometry_loss`).
+        ``loss_depth``, ``loss_normal``, ``loss_xyz`` (see :func:`geometry_loss`, also for
+        ``xyz_mode``).
         """
         img = self.image_forward(_get(batch, "image", self.device), geometry=True)
-        return self._geometry_terms(batch, img, depth_mode=depth_mode, weights=weights)
+        return self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode, weights=weights)
 
     def forward_vae(self, batch: Mapping[str, Any], *, kl_weight: float = 1e-3, sample_posterior: bool = True,
                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -217,7 +220,7 @@ class Tango3D(nn.Module):
 
     def forward(self, batch: Mapping[str, Any], *, losses: Mapping[str, float],
                 kl_weight: float = 1e-3, depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
-                num_pixels: int = 256, ignore_radius: float = 0.02, use_text: bool = True,
+                xyz_mode: XyzMode = "canonical", num_pixels: int = 256, ignore_radius: float = 0.02, use_text: bool = True,
                 generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
@@ -242,7 +245,7 @@ class Tango3D(nn.Module):
             enc = self.shape_vae.encode(_get(batch, "points", dev), _get(batch, "normals", dev),
                                         sample_posterior="vae" in active, generator=generator)
         if "geometry" in active:
-            g = self._geometry_terms(batch, img, depth_mode=depth_mode)
+            g = self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode)
             scalars.update(geometry=g["loss"], geometry_depth=g["loss_depth"], geometry_normal=g["loss_normal"],
                            geometry_xyz=g["loss_xyz"])
         if "vae" in active:
@@ -268,11 +271,12 @@ class Tango3D(nn.Module):
 
     def _geometry_terms(self, batch: Mapping[str, Any], img: dict[str, Tensor], *,
                         depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
+                        xyz_mode: XyzMode = "canonical",
                         weights: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         dev = self.device
         target = {k: _get(batch, k, dev) for k in ("depth", "normal", "xyz")}
         terms = geometry_loss({k: img[k] for k in ("depth", "normal", "xyz")}, target, _get(batch, "mask", dev),
-                              depth_mode=depth_mode, weights=weights)
+                              depth_mode=depth_mode, xyz_mode=xyz_mode, weights=weights)
         out = {k: img[k] for k in ("depth", "normal", "xyz")}
         out.update({"loss": terms["loss"], "loss_depth": terms["depth"], "loss_normal": terms["normal"],
                     "loss_xyz": terms["xyz"]})

@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
+    p.add_argument("--xyz-loss", default="canonical", choices=["canonical", "yaw_invariant"],
+                   help="object-xyz term of the 2D geometry loss: canonical L1, or the smallest L1 over yaws "
+                        "of the prediction (keeps x and y from collapsing where the facing direction is not "
+                        "visible; see losses.geometry)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
     p.add_argument("--batch-size", type=int, default=None, help="override every stage's batch size")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
@@ -183,7 +187,7 @@ def train(args: argparse.Namespace) -> Path:
         weights = spec.weights
 
         def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
-            return m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256))
+            return m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss)
 
         t0 = time.time()
         run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=save_checkpoint, load_fn=_load_weights,

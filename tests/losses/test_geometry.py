@@ -70,3 +70,60 @@ def test_weights_and_missing_terms() -> None:
         geometry_loss({}, t, mask)
     with pytest.raises(ValueError, match=r"\[B, H, W\]"):
         geometry_loss(t, t, mask[0])
+
+
+def _yaw(xyz: torch.Tensor, t: float) -> torch.Tensor:
+    c, s = math.cos(t), math.sin(t)
+    x, y, z = xyz.unbind(-1)
+    return torch.stack([c * x - s * y, s * x + c * y, z], -1)
+
+
+def test_yaw_invariant_xyz_matches_a_naive_loop() -> None:
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.randn(3, 5, 4, 3, generator=g), torch.randn(3, 5, 4, 3, generator=g)
+    mask = torch.rand(3, 5, 4, generator=g) > 0.3
+    got = geometry_loss({"xyz": pred}, {"xyz": target}, mask, xyz_mode="yaw_invariant", yaw_steps=12)["xyz"]
+    total = 0.0
+    for b in range(3):
+        best = min(
+            sum(float((_yaw(pred[b, i, j], 2 * math.pi * k / 12) - target[b, i, j]).abs().mean())
+                for i in range(5) for j in range(4) if mask[b, i, j])
+            for k in range(12))
+        total += best
+    assert float(got) == pytest.approx(total / int(mask.sum()), rel=1e-5)
+
+
+def test_yaw_invariant_xyz_forgives_the_facing_direction_only() -> None:
+    g = torch.Generator().manual_seed(4)
+    target = torch.randn(2, 6, 6, 3, generator=g)
+    mask = torch.ones(2, 6, 6, dtype=torch.bool)
+    turned = torch.stack([_yaw(target[0], math.pi / 2), _yaw(target[1], -2 * math.pi / 3)])
+    inv = geometry_loss({"xyz": turned}, {"xyz": target}, mask, xyz_mode="yaw_invariant")["xyz"]
+    canon = geometry_loss({"xyz": turned}, {"xyz": target}, mask)["xyz"]
+    assert float(inv) < 1e-5 < float(canon)
+    # The collapse it is meant to avoid (x = y = 0 everywhere) is not forgiven ...
+    flat = target.clone()
+    flat[..., :2] = 0
+    assert float(geometry_loss({"xyz": flat}, {"xyz": target}, mask, xyz_mode="yaw_invariant")["xyz"]) > 0.2
+    # ... nor is a wrong height, nor a mirror image (not a rotation).
+    mirrored = target * torch.tensor([-1.0, 1.0, 1.0])
+    assert float(geometry_loss({"xyz": mirrored}, {"xyz": target}, mask, xyz_mode="yaw_invariant")["xyz"]) > 0.1
+
+
+def test_yaw_invariant_xyz_gradient() -> None:
+    g = torch.Generator().manual_seed(5)
+    pred = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(2, 3, 3, 3, generator=g, dtype=torch.float64)
+    mask = torch.ones(2, 3, 3, dtype=torch.bool)
+    mask[0, 0] = False
+    fn = lambda p: geometry_loss({"xyz": p}, {"xyz": target}, mask, xyz_mode="yaw_invariant", yaw_steps=8)["xyz"]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (pred,), eps=1e-6, atol=1e-5)
+
+
+def test_yaw_invariant_xyz_bad_options() -> None:
+    x = torch.zeros(1, 2, 2, 3)
+    m = torch.ones(1, 2, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="yaw_steps"):
+        geometry_loss({"xyz": x}, {"xyz": x}, m, xyz_mode="yaw_invariant", yaw_steps=0)
+    with pytest.raises(ValueError, match="xyz_mode"):
+        geometry_loss({"xyz": x}, {"xyz": x}, m, xyz_mode="nocs")  # type: ignore[arg-type]

@@ -77,6 +77,17 @@ def test_forward_geometry(model: Tango3D) -> None:
     assert "shape_vae" not in _grads(model)
 
 
+def test_forward_geometry_yaw_invariant_xyz(model: Tango3D) -> None:
+    batch = make_batch()
+    canon = model.forward_geometry(batch)
+    inv = model.forward_geometry(batch, xyz_mode="yaw_invariant")
+    # Yaw 0 is one of the rotations tried, so the invariant term can only be smaller.
+    assert float(inv["loss_xyz"]) <= float(canon["loss_xyz"]) + 1e-6
+    assert float(inv["loss_depth"]) == pytest.approx(float(canon["loss_depth"]))
+    total = model(batch, losses={"geometry": 1.0}, xyz_mode="yaw_invariant")
+    assert float(total["geometry_xyz"]) == pytest.approx(float(inv["loss_xyz"]), rel=1e-5)
+
+
 def test_forward_vae(model: Tango3D) -> None:
     out = model.forward_vae(make_batch(), generator=torch.Generator().manual_seed(0))
     assert out["logits"].shape == (2, 20) and out["mean"].shape == (2, 8, 4)

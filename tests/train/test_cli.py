@@ -95,6 +95,8 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
 def test_bad_arguments():
     r = _run([sys.executable, "-m", "tango3d_core.train", "--schedule", "nope"])
     assert r.returncode != 0 and "invalid choice" in r.stderr
+    r = _run([sys.executable, "-m", "tango3d_core.train", "--xyz-loss", "nocs"])
+    assert r.returncode != 0 and "invalid choice" in r.stderr
     with pytest.raises(ValueError, match="preset"):
         default_schedule("huge")
     with pytest.raises(ValueError):
