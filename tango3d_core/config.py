@@ -267,20 +267,17 @@ def toy_config(size: Literal["micro", "small"] = "micro", *, name: str | None = 
     ``small``: 64 px images, 16 latents, D = 16, G = 24 (tens of milliseconds per encode).
     ``overrides`` replace top-level :class:`Tango3DConfig` fields.
     """
-    if size == "micro":
-        image = ImageEncoderConfig(image_size=32, patch_size=8, width=16, depth=1, num_heads=2, dense_width=8)
-        shape = ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
-                               enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
-                               encoder_points=64)
-        dims = dict(dense_dim=8, global_dim=12, head_hidden=16)
-    elif size == "small":
-        image = ImageEncoderConfig(image_size=64, patch_size=16, width=32, depth=1, num_heads=2, dense_width=16)
-        shape = ShapeVAEConfig(num_latents=16, width=32, num_heads=2, latent_channels=4, num_freqs=4,
-                               enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
-                               encoder_points=256)
-        dims = dict(dense_dim=16, global_dim=24, head_hidden=32)
-    else:
+    # (image side, patch, width, dense width, latents, encoder points, D, G, head hidden)
+    sizes = {"micro": (32, 8, 16, 8, 8, 64, 8, 12, 16), "small": (64, 16, 32, 16, 16, 256, 16, 24, 32)}
+    if size not in sizes:
         raise ValueError(f"size must be 'micro' or 'small', got {size!r}")
+    side, patch, width, dense_width, latents, enc_points, d, g, hidden = sizes[size]
+    image = ImageEncoderConfig(image_size=side, patch_size=patch, width=width, depth=1, num_heads=2,
+                               dense_width=dense_width)
+    shape = ShapeVAEConfig(num_latents=latents, width=width, num_heads=2, latent_channels=4, num_freqs=4,
+                           enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0,
+                           encoder_points=enc_points)
+    dims = dict(dense_dim=d, global_dim=g, head_hidden=hidden)
     base: dict[str, Any] = dict(image=image, shape=shape, text_projection="linear", name=name or size, **dims)
     base.update(overrides)
     return Tango3DConfig(**base)
