@@ -57,6 +57,8 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._text import fmt_bytes
+
 __all__ = [
     "DEFAULT_BACKGROUND",
     "MAX_IMAGE_BYTES",
@@ -118,14 +120,6 @@ class ImageLoadError(ValueError):
 
 def _err(name: str, what: str) -> ImageLoadError:
     return ImageLoadError(f"Cannot load image '{name}': {what}")
-
-
-def _fmt_bytes(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} kB"
-    return f"{n} bytes"
 
 
 def _fmt_pixels(n: int) -> str:
@@ -222,7 +216,7 @@ def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         n = memoryview(source).nbytes
         if n > max_bytes:
-            raise _err(name, f"it is {_fmt_bytes(n)}, above the {_fmt_bytes(max_bytes)} limit")
+            raise _err(name, f"it is {fmt_bytes(n)}, above the {fmt_bytes(max_bytes)} limit")
         data = bytes(source)
     else:
         try:
@@ -242,7 +236,7 @@ def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise _err(name, "it is not a regular file")
         if st.st_size > max_bytes:
-            raise _err(name, f"it is {_fmt_bytes(st.st_size)}, above the {_fmt_bytes(max_bytes)} limit")
+            raise _err(name, f"it is {fmt_bytes(st.st_size)}, above the {fmt_bytes(max_bytes)} limit")
         try:
             with open(path, "rb") as f:
                 data = f.read(max_bytes + 1)
@@ -251,7 +245,7 @@ def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
         except OSError as e:
             raise _err(name, f"the file cannot be read ({type(e).__name__})") from None
         if len(data) > max_bytes:  # it grew after the stat
-            raise _err(name, f"it is larger than the {_fmt_bytes(max_bytes)} limit")
+            raise _err(name, f"it is larger than the {fmt_bytes(max_bytes)} limit")
     if not data:
         raise _err(name, "the file is empty")
     return data

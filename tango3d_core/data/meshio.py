@@ -38,6 +38,8 @@ import trimesh
 from trimesh.resolvers import FilePathResolver
 from trimesh.visual import ColorVisuals, TextureVisuals
 
+from ._text import fmt_bytes
+
 __all__ = [
     "LOAD_TIMEOUT_S",
     "MAX_FACES",
@@ -106,14 +108,6 @@ class MeshLoadError(ValueError):
 
 def _err(name: str, what: str) -> MeshLoadError:
     return MeshLoadError(f"Cannot load mesh '{name}': {what}")
-
-
-def _fmt_bytes(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} kB"
-    return f"{n} bytes"
 
 
 # --------------------------------------------------------------------------------------
@@ -411,7 +405,7 @@ def _load_mesh(
         raise _err(
             name,
             f"together with the files it references ({budget.exceeded}) it exceeds the "
-            f"{_fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)",
+            f"{fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)",
         )
     deadline.check("parsing the file")
 
@@ -491,7 +485,7 @@ def _read_file(p: Path, name: str, max_bytes: int) -> bytes:
     if st.st_size > max_bytes:
         raise _err(
             name,
-            f"the file is {_fmt_bytes(st.st_size)}, above the {_fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)",
+            f"the file is {fmt_bytes(st.st_size)}, above the {fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)",
         )
     try:
         with open(p, "rb") as fh:
@@ -504,7 +498,7 @@ def _read_file(p: Path, name: str, max_bytes: int) -> bytes:
         raise _err(name, "the file is empty (0 bytes)")
     if len(data) > max_bytes:
         raise _err(
-            name, f"the file is larger than the {_fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)"
+            name, f"the file is larger than the {fmt_bytes(max_bytes)} limit (pass max_bytes= to raise it)"
         )
     return data
 
@@ -523,7 +517,7 @@ class _Budget:
     def charge(self, n: int, what: str) -> None:
         if n > self.remaining:
             if self.exceeded is None:
-                self.exceeded = f"'{os.path.basename(what)}' is {_fmt_bytes(n)}"
+                self.exceeded = f"'{os.path.basename(what)}' is {fmt_bytes(n)}"
             # trimesh swallows some loader errors (missing textures); self.exceeded
             # lets load_mesh report the overrun even then
             raise _BudgetExceeded(os.path.basename(what))
@@ -619,8 +613,8 @@ def _check_ply(data: bytes, name: str, _budget: int) -> bytes | None:
         claims = ", ".join(f"{count:,} {el_name}" for el_name, count, _ in elements)
         raise _err(
             name,
-            f"the PLY header promises {claims}, which needs at least {_fmt_bytes(need)}, "
-            f"but only {_fmt_bytes(body)} follow the header (truncated file or corrupt header)",
+            f"the PLY header promises {claims}, which needs at least {fmt_bytes(need)}, "
+            f"but only {fmt_bytes(body)} follow the header (truncated file or corrupt header)",
         )
     if fmt != "ascii":
         return _check_ply_binary_rows(
@@ -666,8 +660,8 @@ def _check_ply_binary_rows(
     if fixed is None:
         raise _err(
             name,
-            f"its binary data is {_fmt_bytes(len(data) - start)} but the header implies "
-            f"{_fmt_bytes(offset - start)} (truncated or corrupt file)",
+            f"its binary data is {fmt_bytes(len(data) - start)} but the header implies "
+            f"{fmt_bytes(offset - start)} (truncated or corrupt file)",
         )
     return fixed
 
@@ -772,7 +766,7 @@ def _check_off(data: bytes, name: str, _budget: int) -> bytes | None:
         raise _err(
             name,
             f"the OFF header promises {n_v:,} vertices and {n_f:,} faces, which needs at least "
-            f"{_fmt_bytes(need)}, but only {_fmt_bytes(max(body, 0))} follow (truncated file or corrupt header)",
+            f"{fmt_bytes(need)}, but only {fmt_bytes(max(body, 0))} follow (truncated file or corrupt header)",
         )
 
 
@@ -791,8 +785,8 @@ def _check_stl(data: bytes, name: str, _budget: int) -> bytes | None:
         )
     raise _err(
         name,
-        f"the binary STL header says {n_tri:,} triangles ({_fmt_bytes(84 + 50 * n_tri)} expected) "
-        f"but the file has {_fmt_bytes(n_bytes)} (truncated file or corrupt header)",
+        f"the binary STL header says {n_tri:,} triangles ({fmt_bytes(84 + 50 * n_tri)} expected) "
+        f"but the file has {fmt_bytes(n_bytes)} (truncated file or corrupt header)",
     )
 
 
@@ -827,14 +821,14 @@ def _check_glb(data: bytes, name: str, budget: int) -> bytes | None:
     if length > len(data):
         raise _err(
             name,
-            f"the GLB header says {_fmt_bytes(length)} but the file has {_fmt_bytes(len(data))} (truncated)",
+            f"the GLB header says {fmt_bytes(length)} but the file has {fmt_bytes(len(data))} (truncated)",
         )
     pos, json_chunk, bin_len = 12, None, 0
     while pos + 8 <= length:
         chunk_len, chunk_type = struct.unpack_from("<II", data, pos)
         if pos + 8 + chunk_len > length:
             raise _err(
-                name, f"a GLB chunk claims {_fmt_bytes(chunk_len)}, past the end of the file (truncated)"
+                name, f"a GLB chunk claims {fmt_bytes(chunk_len)}, past the end of the file (truncated)"
             )
         if json_chunk is None:
             if chunk_type != 0x4E4F534A:  # "JSON"
@@ -901,16 +895,16 @@ def _check_gltf_header(header: dict, name: str, budget: int, bin_len: int | None
             available = bin_len if (bin_len is not None and i == 0) else 0
             if size > available:
                 raise bad(
-                    f"buffer {i} claims {_fmt_bytes(size)} but the binary chunk holds {_fmt_bytes(available)}"
+                    f"buffer {i} claims {fmt_bytes(size)} but the binary chunk holds {fmt_bytes(available)}"
                 )
         elif isinstance(uri, str) and uri.startswith("data:"):
             # base64 expands 3 bytes to 4 characters
             if size > (len(uri) * 3) // 4:
-                raise bad(f"buffer {i} claims {_fmt_bytes(size)} but its embedded data is shorter")
+                raise bad(f"buffer {i} claims {fmt_bytes(size)} but its embedded data is shorter")
         elif size > budget:
             raise _err(
                 name,
-                f"buffer {i} claims {_fmt_bytes(size)}, above the size limit (pass max_bytes= to raise it)",
+                f"buffer {i} claims {fmt_bytes(size)}, above the size limit (pass max_bytes= to raise it)",
             )
         buffer_sizes.append(size)
 
@@ -953,8 +947,8 @@ def _check_gltf_header(header: dict, name: str, budget: int, bin_len: int | None
         need = offset + (count - 1) * stride + elem if count else 0
         if need > view_sizes[view_index]:
             raise bad(
-                f"accessor {i} claims {count:,} elements ({_fmt_bytes(need)}) "
-                f"but its bufferView holds {_fmt_bytes(view_sizes[view_index])}"
+                f"accessor {i} claims {count:,} elements ({fmt_bytes(need)}) "
+                f"but its bufferView holds {fmt_bytes(view_sizes[view_index])}"
             )
 
 
