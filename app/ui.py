@@ -16,9 +16,11 @@ starts once the tab has a shape to click (each tick costs a queue round trip).
 import functools
 import html
 import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from .explorer import MAX_MANY, Explorer, UserError
@@ -106,10 +108,6 @@ def _sam_missing(message: str) -> str:
 def _uploaded(path) -> str:
     """``path`` if it is a file Gradio received from a page (inside its upload folder), else a
     UserError: a hand-made request must never get another server file read as an upload."""
-    from pathlib import Path
-
-    from gradio.utils import get_upload_folder
-
     p = Path(str(path)).resolve()
     if not p.is_relative_to(Path(get_upload_folder()).resolve()):
         raise UserError("The upload did not arrive; please upload the file again.")

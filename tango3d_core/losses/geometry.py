@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["geometry_loss"]
+__all__ = ["XyzMode", "geometry_loss"]
+
+XyzMode = Literal["canonical", "yaw_invariant"]
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -45,7 +47,7 @@ def geometry_loss(
     mask: Tensor,
     *,
     depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
-    xyz_mode: Literal["canonical", "yaw_invariant"] = "canonical",
+    xyz_mode: XyzMode = "canonical",
     yaw_steps: int = 36,
     weights: Mapping[str, float] | None = None,
 ) -> dict[str, Tensor]:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..config import TEXT_EMBED_DIM, Tango3DConfig, get_preset
 from ..losses.dense import pixel_point_infonce
-from ..losses.geometry import geometry_loss
+from ..losses.geometry import XyzMode, geometry_loss
 from ..losses.global_ import global_alignment_loss
 from ..losses.vae import vae_loss
 from .features import ImageFeatures, ShapeFeatures, as_coords
@@ -58,7 +58,6 @@ __all__ = ["Tango3D", "build_model", "ImageFeatures", "ShapeFeatures", "LOSS_NAM
 
 LossName = Literal["geometry", "vae", "dense", "global"]
 LOSS_NAMES: tuple[str, ...] = ("geometry", "vae", "dense", "global")
-XyzMode = Literal["canonical", "yaw_invariant"]
 DeviceLike = str | torch.device | None
 
 
@@ -220,8 +219,8 @@ class Tango3D(nn.Module):
 
     def forward(self, batch: Mapping[str, Any], *, losses: Mapping[str, float],
                 kl_weight: float = 1e-3, depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
-                xyz_mode: XyzMode = "canonical", num_pixels: int = 256, ignore_radius: float = 0.02, use_text: bool = True,
-                generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                xyz_mode: XyzMode = "canonical", num_pixels: int = 256, ignore_radius: float = 0.02,
+                use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
         losses  {name: weight} with names from ``LOSS_NAMES`` ("geometry", "vae", "dense",
