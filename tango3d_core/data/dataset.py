@@ -530,8 +530,15 @@ def _resolve_categories(categories: Sequence[str] | str | None) -> tuple[str, ..
 
 
 def _update_manifest(out_dir: Path, cfg: BuildConfig) -> Path:
-    import open3d
     import trimesh
+
+    from .raycast import resolve_backend
+
+    engine = resolve_backend()
+    if engine == "open3d":
+        import open3d
+
+        engine = f"open3d {open3d.__version__}"
 
     path = out_dir / "manifest.json"
     manifest: dict[str, Any] = {}
@@ -546,7 +553,7 @@ def _update_manifest(out_dir: Path, cfg: BuildConfig) -> Path:
             "split_offset": SPLIT_OFFSET,
             "split_size": SPLIT_SIZE,
             "all_categories": list(shapes.CATEGORIES),
-            "versions": {"numpy": np.__version__, "trimesh": trimesh.__version__, "open3d": open3d.__version__},
+            "versions": {"numpy": np.__version__, "trimesh": trimesh.__version__, "raycast": engine},
         }
     )
     manifest.setdefault("splits", {})[cfg.split] = {

@@ -1,7 +1,8 @@
 """Exact ray-cast rendering: pinhole cameras, per-pixel surface points, shaded RGB.
 
 Every pixel is one ray through its centre; the first triangle it hits (Open3D's
-Embree ``RaycastingScene``) gives the face id and barycentric weights, and the
+Embree ``RaycastingScene``, or the torch engine where Open3D is missing: see
+:mod:`.raycast`) gives the face id and barycentric weights, and the
 surface point is rebuilt from the mesh's own float64 vertices, so ``View.xyz``
 lies exactly on the mesh and ``Camera.project`` maps it back to its pixel.
 
@@ -33,8 +34,9 @@ from functools import cached_property
 from typing import Any, Literal, Sequence
 
 import numpy as np
-import open3d as o3d
 import trimesh
+
+from .raycast import Backend, RayScene
 
 __all__ = [
     "Camera",
@@ -515,12 +517,14 @@ class Renderer:
             face colours, or light grey.
         face_parts: int [F] part label per face; overrides the shape's
             ``face_parts``, which overrides ``mesh.metadata["face_parts"]``.
+        backend: ray-casting engine, see :mod:`.raycast` (``"auto"``: Open3D where it
+            imports, else torch).
 
     The renderer copies what it needs, so later edits to ``mesh`` are not seen;
     ``render_view`` notices edits through its cache check.
     """
 
-    def __init__(self, mesh: Any, *, face_parts: Any = None) -> None:
+    def __init__(self, mesh: Any, *, face_parts: Any = None, backend: Backend = "auto") -> None:
         tm, shape_parts = _unwrap(mesh)
         self.vertices = np.array(tm.vertices, dtype=np.float64)  # [V, 3]
         self.faces = np.array(tm.faces, dtype=np.int64).reshape(-1, 3)  # [F, 3]
@@ -545,17 +549,7 @@ class Renderer:
             parts, source = tm.metadata.get("face_parts"), 'mesh.metadata["face_parts"]'
         self.face_parts = None if parts is None else _check_parts(parts, n_faces, source)
         self._albedo = _Albedo(self.faces, tm.visual)
-        self._scene: o3d.t.geometry.RaycastingScene | None = None
-        if n_faces:
-            scene = o3d.t.geometry.RaycastingScene()
-            scene.add_triangles(
-                o3d.core.Tensor(self.vertices.astype(np.float32)),
-                o3d.core.Tensor(self.faces.astype(np.uint32)),
-            )
-            # Open3D commits the BVH lazily on the first query; do it here so the
-            # build cost is paid once and concurrent renders never race on it.
-            scene.cast_rays(o3d.core.Tensor(np.array([[0, 0, 0, 0, 0, 1]], dtype=np.float32)))
-            self._scene = scene
+        self._scene: RayScene | None = RayScene(self.vertices, self.faces, backend=backend) if n_faces else None
 
     @cached_property
     def vertex_normals(self) -> np.ndarray:
@@ -673,12 +667,12 @@ class Renderer:
                 sub_rays = rays.reshape(-1, 6)
             else:
                 sub_rays = np.ascontiguousarray(rays[y0:y1, x0:x1]).reshape(-1, 6)
-            hits = self._scene.cast_rays(o3d.core.Tensor.from_numpy(sub_rays))
-            local = np.flatnonzero(np.isfinite(hits["t_hit"].numpy()))
+            t_hit, hit_face, hit_uv = self._scene.cast(sub_rays)
+            local = np.flatnonzero(np.isfinite(t_hit))
             idx = (local // (x1 - x0) + y0) * W + local % (x1 - x0) + x0
             mask[idx] = True
-            fid = np.take(hits["primitive_ids"].numpy(), local).astype(np.int64)
-            uv = np.take(hits["primitive_uvs"].numpy(), local, axis=0)
+            fid = np.take(hit_face, local)
+            uv = np.take(hit_uv, local, axis=0)
             # Embree's (u, v) weight vertices 1 and 2; vertex 0 gets the rest.
             b = np.empty((len(idx), 3))
             b[:, 1:] = uv

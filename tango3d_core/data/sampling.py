@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 import trimesh
 
+from .raycast import RayScene
+
 __all__ = [
     "SurfaceSamples",
     "sample_surface",
@@ -220,14 +222,7 @@ def _closed_components(
 
 
 def _parity_occupancy(v: np.ndarray, f: np.ndarray, q: np.ndarray, *, nsamples: int) -> np.ndarray:
-    import open3d as o3d  # deferred: Open3D is heavy to import
-
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32))
-    )
-    occ = scene.compute_occupancy(o3d.core.Tensor(q.astype(np.float32)), nsamples=nsamples)
-    return occ.numpy().astype(bool)
+    return RayScene(v, f).parity_occupancy(q, nsamples=nsamples)
 
 
 def occupancy(mesh: trimesh.Trimesh, points: np.ndarray, *, nsamples: int = 3) -> np.ndarray:
@@ -237,9 +232,9 @@ def occupancy(mesh: trimesh.Trimesh, points: np.ndarray, *, nsamples: int = 3) -
     procedural shapes are built: a leg box pushed into a seat box). A single ray
     parity test over such a mesh is wrong where components overlap, so the mesh is
     split into edge-connected components, each closed component gets its own
-    Open3D ray-parity test (``RaycastingScene.compute_occupancy``, majority vote
-    over ``nsamples`` rays against edge hits) and the results are OR-ed: inside =
-    inside any closed component.
+    ray-parity test (Open3D's ``RaycastingScene.compute_occupancy``, or the torch
+    engine of :mod:`.raycast`; majority vote over ``nsamples`` rays against edge hits)
+    and the results are OR-ed: inside = inside any closed component.
 
     Fallbacks (documented behaviour, not errors):
         * open (non-watertight) components are ignored: they bound no volume;
