@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small data: every suite in <= 5 minutes on one CPU thread")
     p.add_argument("--checkpoint", metavar="DIR", help="Tango3D checkpoint directory (default: the bundled assets/checkpoint)")
     p.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
+    p.add_argument("--text-table", metavar="FILE",
+                   help="precomputed text embeddings (safetensors, models.text.TextEmbeddingTable) instead of "
+                        "the MiniLM, for machines without it; must hold every prompt")
     p.add_argument("--baseline-checkpoint", action="append", default=[], metavar="NAME=DIR",
                    help="another checkpoint evaluated the same way and reported under methods[NAME]; "
                         "repeatable. NAME global-only or single-stage replaces the bundled ablation")
@@ -201,7 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = {s: default_config(s, quick=args.quick, **overrides) for s in suites}
         model = load_model(args.checkpoint, device=args.device)
         others = {n: load_model(d, device=args.device) for n, d in named.items()}
-    except (CheckpointError, ValueError) as e:
+        if args.text_table:
+            from ..models.text import TextEmbeddingTable
+
+            table = TextEmbeddingTable.load(args.text_table)
+            for m in (model, *others.values()):
+                m.set_text_encoder(table)
+    except (CheckpointError, ValueError, OSError) as e:
         parser.error(str(e))
     t0 = time.perf_counter()
     results: dict[str, Any] = {}

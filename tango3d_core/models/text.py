@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import TEXT_EMBED_DIM
 
-__all__ = ["FrozenTextEncoder", "TextEncoderUnavailable", "check_texts", "minilm_path"]
+__all__ = ["FrozenTextEncoder", "TextEmbeddingTable", "TextEncoderUnavailable", "check_texts", "minilm_path"]
 
 
 class TextEncoderUnavailable(ImportError):
@@ -113,3 +113,81 @@ class FrozenTextEncoder:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return torch.stack(out)
+
+
+class TextEmbeddingTable:
+    """Precomputed text embeddings looked up by exact string: the text side of training
+    and evaluation on a machine without the MiniLM weights (a GPU box that cannot install
+    them). Same interface as :class:`FrozenTextEncoder`: ``encode(list[str]) -> [B, 384]``.
+
+    A table is a safetensors file: tensor ``embeddings`` float16 [N, 384] (L2-normalised
+    MiniLM outputs) and the N strings, in order, as JSON in the metadata key ``texts``. A
+    string that is not in the table raises ``KeyError`` naming it: silently substituting
+    another embedding would train on wrong targets.
+    """
+
+    dim = TEXT_EMBED_DIM
+
+    def __init__(self, texts: Sequence[str], embeddings: Tensor) -> None:
+        texts = list(texts)
+        emb = torch.as_tensor(embeddings).float()
+        if emb.ndim != 2 or emb.shape != (len(texts), TEXT_EMBED_DIM):
+            raise ValueError(f"embeddings must be [{len(texts)}, {TEXT_EMBED_DIM}], got {tuple(emb.shape)}")
+        if len(set(texts)) != len(texts):
+            raise ValueError("texts must be distinct")
+        self.texts = texts
+        self._row = {t: i for i, t in enumerate(texts)}
+        self._emb = emb
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __contains__(self, text: object) -> bool:
+        return text in self._row
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The strings of ``texts`` the table lacks (distinct, in order)."""
+        return list(dict.fromkeys(t for t in texts if t not in self._row))
+
+    def encode(self, texts: Sequence[str]) -> Tensor:
+        """texts (list of B strings) -> [B, 384] float32."""
+        texts = check_texts(texts)
+        gone = self.missing(texts)
+        if gone:
+            more = f" (and {len(gone) - 3} more)" if len(gone) > 3 else ""
+            raise KeyError(f"{len(gone)} text(s) not in the embedding table, e.g. {gone[:3]!r}{more}; "
+                           "rebuild it with these strings")
+        return self._emb[[self._row[t] for t in texts]].clone()
+
+    @classmethod
+    def build(cls, texts: Sequence[str], *, encoder: Any = None, batch_size: int = 256) -> "TextEmbeddingTable":
+        """Embed the distinct ``texts`` with ``encoder`` (default: the bundled MiniLM)."""
+        texts = list(dict.fromkeys(check_texts(texts)))
+        enc = encoder if encoder is not None else FrozenTextEncoder(cache_size=0)
+        rows = [enc.encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+        return cls(texts, torch.cat(rows))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        import json
+
+        from safetensors.torch import save_file
+
+        save_file({"embeddings": self._emb.half().contiguous()}, str(path),
+                  metadata={"texts": json.dumps(self.texts), "dim": str(TEXT_EMBED_DIM)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "TextEmbeddingTable":
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if "texts" not in meta or "embeddings" not in f.keys():
+                raise ValueError(f"{path} is not a text embedding table (needs tensor 'embeddings' and "
+                                 "metadata 'texts')")
+            emb = f.get_tensor("embeddings")
+        texts = json.loads(meta["texts"])
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{path}: metadata 'texts' must be a JSON list of strings")
+        return cls(texts, emb)

