@@ -107,17 +107,25 @@ class RayScene:
             self._v0 = tri[:, 0].contiguous()
             self._e1 = (tri[:, 1] - tri[:, 0]).contiguous()
             self._e2 = (tri[:, 2] - tri[:, 0]).contiguous()
+            self._centre = tri.mean(1)                                     # [F, 3]
+            self._radius = (tri - self._centre[:, None]).norm(dim=-1).max(1).values * 1.0001 + 1e-7
             # rays x faces per chunk: bounds the [R, F] temporaries (about 20 of them).
-            budget = 1 << (25 if self._device.type == "cuda" else 21)
-            self._chunk = max(1, budget // self.num_faces)
+            self._budget = 1 << (25 if self._device.type == "cuda" else 21)
+            self._chunk = max(1, self._budget // self.num_faces)
+            # Rays per culled bundle: small on a CPU (work ~ rays x kept faces), large on a GPU
+            # (each bundle costs a few kernel launches and a sync).
+            self._group = 2048 if self._device.type == "cuda" else 32
 
     # ------------------------------------------------------------------ torch engine
-    def _mt(self, o: Any, d: Any) -> tuple[Any, Any, Any]:
-        """Möller-Trumbore of rays o, d [R, 3] against every face: t, u, v [R, F] (t = inf: no hit)."""
+    def _mt(self, o: Any, d: Any, faces: Any = None) -> tuple[Any, Any, Any]:
+        """Möller-Trumbore of rays o, d [R, 3] against every face (or the ``faces`` [F'] subset):
+        t, u, v [R, F] (t = inf: no hit)."""
         import torch
 
         e1, e2, v0 = self._e1, self._e2, self._v0
-        p = torch.linalg.cross(d[:, None, :], e2[None], dim=-1)          # [R, F, 3]
+        if faces is not None:
+            e1, e2, v0 = e1[faces], e2[faces], v0[faces]
+        p = torch.linalg.cross(d[:, None, :].expand(-1, len(e2), -1), e2[None].expand(len(d), -1, -1), dim=-1)
         det = (p * e1[None]).sum(-1)                                      # [R, F]
         ok = det.abs() > 1e-12
         inv = torch.where(ok, 1.0 / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
@@ -151,20 +159,66 @@ class RayScene:
         t_out = np.full(n, np.inf, np.float32)
         f_out = np.full(n, -1, np.int64)
         uv_out = np.zeros((n, 2), np.float32)
+        if n == 0:
+            return t_out, f_out, uv_out
         with torch.no_grad():
             r = torch.from_numpy(rays).to(self._device)
-            for a in range(0, n, self._chunk):
-                o, d = r[a:a + self._chunk, :3], r[a:a + self._chunk, 3:]
-                t, u, v = self._mt(o, d)
-                tmin, idx = t.min(dim=1)
-                uu = u.gather(1, idx[:, None])[:, 0]
-                vv = v.gather(1, idx[:, None])[:, 0]
-                hit = torch.isfinite(tmin)
-                b = slice(a, a + len(o))
-                t_out[b] = tmin.cpu().numpy()
-                f_out[b] = torch.where(hit, idx, torch.full_like(idx, -1)).cpu().numpy()
-                uv_out[b] = torch.stack([uu, vv], 1).where(hit[:, None], torch.zeros(1, device=u.device)).cpu().numpy()
+            o, d = r[:, :3], r[:, 3:]
+            if n >= 512 and bool((o - o[0]).abs().max() <= 1e-6):
+                groups = self._pinhole_groups(o[0], d, group=2 * self._group)
+            else:
+                groups = [(torch.arange(a, min(n, a + self._chunk), device=self._device), None)
+                          for a in range(0, n, self._chunk)]
+            for idx, faces in groups:
+                if faces is not None and len(faces) == 0:
+                    continue
+                t, f, uv = self._closest(o[idx], d[idx], faces)
+                i = idx.cpu().numpy()
+                t_out[i], f_out[i], uv_out[i] = t.cpu().numpy(), f.cpu().numpy(), uv.cpu().numpy()
         return t_out, f_out, uv_out
+
+    def _closest(self, o: Any, d: Any, faces: Any) -> tuple[Any, Any, Any]:
+        """First hit of rays o, d [R, 3] among ``faces`` [F'] (None: all): t [R], face [R], uv [R, 2]."""
+        import torch
+
+        n_faces = self.num_faces if faces is None else len(faces)
+        best_t = torch.full((len(o),), math.inf, device=o.device)
+        best_f = torch.full((len(o),), -1, dtype=torch.long, device=o.device)
+        best_uv = torch.zeros((len(o), 2), device=o.device)
+        per = max(1, self._budget // max(1, len(o)))
+        for b in range(0, n_faces, per):
+            sub = torch.arange(b, min(n_faces, b + per), device=o.device) if faces is None else faces[b:b + per]
+            t, u, v = self._mt(o, d, sub)
+            tmin, j = t.min(dim=1)
+            better = tmin < best_t
+            best_t = torch.where(better, tmin, best_t)
+            best_f = torch.where(better, sub[j], best_f)
+            uv = torch.stack([u.gather(1, j[:, None])[:, 0], v.gather(1, j[:, None])[:, 0]], 1)
+            best_uv = torch.where(better[:, None], uv, best_uv)
+        return best_t, best_f, best_uv
+
+    def _pinhole_groups(self, origin: Any, d: Any, group: int = 256) -> list[tuple[Any, Any]]:
+        """Rays from one point (a camera) in compact bundles, each with the faces inside its
+        cone: (ray indices, face indices). A face is kept when the angle between the bundle's
+        axis and the face's bounding sphere is within the bundle's half-angle."""
+        import torch
+
+        ud = torch.nn.functional.normalize(d, dim=1)
+        w = self._centre - origin
+        dist = w.norm(dim=1).clamp(min=1e-12)
+        wn = w / dist[:, None]
+        face_ang = torch.where(dist > self._radius, torch.asin((self._radius / dist).clamp(max=1.0)),
+                               torch.full_like(dist, math.pi))
+        order = _zorder(ud, torch.nn.functional.normalize(ud.mean(0), dim=0))
+        out = []
+        for a in range(0, len(ud), group):
+            idx = order[a:a + group]
+            g = ud[idx]
+            axis = torch.nn.functional.normalize(g.mean(0), dim=0)
+            half = torch.acos((g @ axis).min().clamp(-1.0, 1.0))
+            ang = torch.acos((wn @ axis).clamp(-1.0, 1.0))
+            out.append((idx, torch.nonzero(ang <= half + face_ang + 1e-4).flatten()))
+        return out
 
     def parity_occupancy(self, points: np.ndarray, *, nsamples: int = 3) -> np.ndarray:
         """Inside test for ``points`` [M, 3]: bool [M], the majority over ``nsamples`` (odd)
@@ -183,13 +237,57 @@ class RayScene:
             raise ValueError(f"the torch engine votes over at most {len(_PARITY_DIRS)} rays, got nsamples={nsamples}")
         dirs = _PARITY_DIRS[:nsamples] / np.linalg.norm(_PARITY_DIRS[:nsamples], axis=1, keepdims=True)
         votes = np.zeros(len(q), np.int64)
+        tri = torch.stack([self._v0, self._v0 + self._e1, self._v0 + self._e2], 1)  # [F, 3, 3]
         with torch.no_grad():
             qt = torch.from_numpy(q).to(self._device)
             for dvec in dirs:
+                # Parallel rays: a face can only be crossed by queries whose shadow along d
+                # falls in the face's shadow, so queries go in spatially sorted groups and
+                # each group meets only the faces whose 2D box overlaps the group's box.
                 dt = torch.tensor(dvec, dtype=torch.float32, device=self._device)
-                for a in range(0, len(q), self._chunk):
-                    o = qt[a:a + self._chunk]
-                    t, _, _ = self._mt(o, dt.expand_as(o))
-                    crossings = torch.isfinite(t).sum(dim=1)
-                    votes[a:a + len(o)] += (crossings % 2).cpu().numpy()
+                basis = _plane_basis(dt)                                  # [3, 2]
+                q2 = qt @ basis                                           # [M, 2]
+                t2 = tri @ basis                                          # [F, 3, 2]
+                fmin, fmax = t2.min(1).values, t2.max(1).values
+                order = _zorder_2d(q2)
+                group = self._group
+                for a in range(0, len(q), group):
+                    idx = order[a:a + group]
+                    glo, ghi = q2[idx].min(0).values, q2[idx].max(0).values
+                    faces = torch.nonzero(((fmax >= glo) & (fmin <= ghi)).all(1)).flatten()
+                    if len(faces) == 0:
+                        continue
+                    crossings = torch.zeros(len(idx), dtype=torch.long, device=self._device)
+                    per = max(1, self._budget // group)
+                    for b in range(0, len(faces), per):
+                        t, _, _ = self._mt(qt[idx], dt.expand(len(idx), 3), faces[b:b + per])
+                        crossings += torch.isfinite(t).sum(dim=1)
+                    votes[idx.cpu().numpy()] += (crossings % 2).cpu().numpy()
         return votes * 2 > nsamples
+
+
+def _plane_basis(axis: Any) -> Any:
+    """Two unit vectors [3, 2] spanning the plane perpendicular to the unit ``axis`` [3]."""
+    import torch
+
+    helper = torch.tensor([1.0, 0.0, 0.0] if abs(float(axis[0])) < 0.9 else [0.0, 1.0, 0.0], device=axis.device)
+    a = torch.nn.functional.normalize(torch.linalg.cross(axis, helper), dim=0)
+    return torch.stack([a, torch.linalg.cross(axis, a)], 1)
+
+
+def _zorder_2d(p: Any, bits: int = 5) -> Any:
+    """Order of 2D points [M, 2] along a Z curve over a 2^bits grid on their bounding box:
+    consecutive points stay in compact squares, so a run of them has a small bounding box."""
+    import torch
+
+    lo, hi = p.min(0).values, p.max(0).values
+    cell = ((p - lo) / (hi - lo).clamp(min=1e-9) * (2 ** bits - 1e-3)).long()
+    key = torch.zeros_like(cell[:, 0])
+    for bit in range(bits):
+        key |= ((cell[:, 0] >> bit) & 1) << (2 * bit + 1) | ((cell[:, 1] >> bit) & 1) << (2 * bit)
+    return torch.argsort(key)
+
+
+def _zorder(dirs: Any, axis: Any) -> Any:
+    """Z order of unit directions [N, 3] by their coordinates in the plane perpendicular to ``axis``."""
+    return _zorder_2d(dirs @ _plane_basis(axis))
