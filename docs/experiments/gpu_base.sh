@@ -29,21 +29,33 @@ left() { echo $(( WINDOW_S - ($(date +%s) - T0) )); }
 mkdir -p "$OUT" "$WORK/logs"
 export PYTHONUNBUFFERED=1 TANGO3D_RAYCAST=torch PYTORCH_NVML_BASED_CUDA_CHECK=1
 pack() {
-  for d in "$WORK"/run/*/; do [ -f "$d/log.csv" ] && cp -f "$d/log.csv" "$WORK/logs/$(basename "$d").csv"; done
+  for d in "$WORK"/run/*/; do
+    [ -f "$d/log.csv" ] && cp -f "$d/log.csv" "$WORK/logs/$(basename "$d").csv"
+    [ -f "$d/DONE" ] && cp -f "$d/DONE" "$WORK/logs/$(basename "$d").done.json"
+  done
   cp -f "$WORK/run/run.json" "$WORK/logs/" 2>/dev/null
   tar -czf "$OUT/results.tar.gz" -C "$WORK" logs
-  { echo "elapsed $(( $(date +%s) - T0 )) s"; grep -h -E "^stage|steps fit|exported|R@1|acc|iou|IoU" "$WORK"/logs/*.log 2>/dev/null | tail -60; } > "$OUT/summary.txt"
+  { echo "elapsed $(( $(date +%s) - T0 )) s"
+    grep -a -h -o -E "stage [a-z_]+: ([0-9]+ of [0-9]+ steps fit [0-9]+ s|[0-9]+ s)|exported .*|train (exit|bf16|fp32).*|data build.*|\"(shapes|seconds|shapes_per_second)\": [0-9.]+" \
+      "$WORK"/logs/data.log "$WORK"/logs/train.log 2>/dev/null
+    cat "$WORK"/logs/eval_*.log 2>/dev/null | grep -v -E "^ +(File|\^)" | tail -40; } > "$OUT/summary.txt"
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; python3 -c "import torch, numpy, trimesh; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__, 'trimesh', trimesh.__version__)"; nproc; } > "$WORK/logs/machine.log" 2>&1
 
-# 1. data: the train CLI builds the shards itself (WORKERS + 1 processes), timed separately here.
-python3 -m tango3d_core.data build "$WORK/data" --split train --shapes-per-category "$SPC" --views "$VIEWS" \
-  --resolution "$RES" --workers "$((WORKERS + 1))" --no-progress > "$WORK/logs/data.log" 2>&1
-echo "data exit $?" >> "$WORK/logs/data.log"
+# 1. data (the train CLI then finds the shards built). A build that overruns DATA_S is
+# dropped for a quarter-size one, so training still gets its time.
+DATA_S=${DATA_S:-210}
+build() {
+  timeout "$2" python3 -m tango3d_core.data build "$WORK/data" --split train --shapes-per-category "$1" \
+    --views "$VIEWS" --resolution "$RES" --workers "$((WORKERS + 1))" --no-progress >> "$WORK/logs/data.log" 2>&1
+  local rc=$?
+  echo "data build ($1 per category) exit $rc after $(( $(date +%s) - T0 )) s" >> "$WORK/logs/data.log"
+  return $rc
+}
+build "$SPC" "$DATA_S" || { rm -rf "$WORK/data"; SPC=$(( (SPC + 3) / 4 )); build "$SPC" 120; }
 pack
 
-# 2. train: whatever is left before the evaluation reserve, minus start-up and export slack.
 train() {  # $1: precision
   TRAIN_MIN=$(python3 -c "print(max(0.5, ($(left) - $EVAL_RESERVE_S - 45) / 60))")
   echo "train $1, budget $TRAIN_MIN min" >> "$WORK/logs/train.log"

@@ -117,6 +117,8 @@ def run_stage(
                 if main:
                     print(f"stage {spec.name}: {total_steps} of {spec.steps} steps fit {time_budget_s:.0f} s",
                           flush=True)
+                if step >= total_steps:
+                    break
             if step == 2:
                 t_probe = time.time() - t0  # steps 0-1 pay for worker start-up and allocator warm-up
             warm = spec.warmup if total_steps == spec.steps else min(spec.warmup, max(1, total_steps // 10))

@@ -4,9 +4,11 @@ that has no MiniLM, e.g. a GPU box that cannot install it).
     # captions of shards you have
     python -m tango3d_core.train.text_table table.safetensors --data data_cache/train --prompts
     # captions of shards another machine will build (same generator, same seeds)
-    python -m tango3d_core.train.text_table table.safetensors --shapes-per-category 60 --prompts
+    python -m tango3d_core.train.text_table table.safetensors --shapes-per-category 60 \
+        --test-shapes-per-category 6 --prompts
 
-``--prompts`` adds the evaluation's category queries ("a chair", ...). The MiniLM runs
+``--prompts`` and ``--test-shapes-per-category`` add what the evaluation queries with: the
+category prompts ("a chair", ...) and the test shapes' captions. The MiniLM runs
 here; the table is float16, about 0.8 kB per string.
 """
 
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--shapes-per-category", type=int, help="enumerate the captions of this many shapes per category")
     p.add_argument("--split", default="train", choices=sorted(SPLIT_OFFSET))
     p.add_argument("--categories", help="comma-separated subset (with --shapes-per-category)")
+    p.add_argument("--test-shapes-per-category", type=int, default=0, metavar="M",
+                   help="also the captions of the first M test-split shapes per category (the evaluation's "
+                        "retrieval suite queries with them; its default uses 6)")
     p.add_argument("--prompts", action="store_true", help='add the category queries ("a chair", ...)')
     p.add_argument("--text", action="append", default=[], help="any other string to include (repeatable)")
     p.add_argument("--no-progress", action="store_true")
@@ -62,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown categories {unknown}; choose from {list(shapes.CATEGORIES)}")
         texts = captions_of_split(split=args.split, shapes_per_category=args.shapes_per_category,
                                   categories=cats, progress=not args.no_progress)
+    if args.test_shapes_per_category > 0:
+        texts += captions_of_split(split="test", shapes_per_category=args.test_shapes_per_category,
+                                   progress=not args.no_progress)
     if args.prompts:
         from ..eval.suites.retrieval import category_prompt
 
