@@ -229,7 +229,7 @@ def train(args: argparse.Namespace) -> Path:
 
         t0 = time.time()
         run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=save_checkpoint, load_fn=_load_weights,
-                  ddp_wrap=ddp_wrap, time_budget_s=budgets.get(spec.name))
+                  ddp_wrap=ddp_wrap, time_budget_s=budgets.get(spec.name), progress=not args.no_progress)
         if is_main_process():
             print(f"stage {spec.name}: {time.time() - t0:.0f} s", flush=True)
         if spec.extra.get("init_point_head_after"):

@@ -54,6 +54,7 @@ def run_stage(
     log_every: int = 10,
     time_limit_s: float | None = None,
     time_budget_s: float | None = None,
+    progress: bool = True,
     ddp_wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> dict[str, float]:
     """Run (or resume) one stage; return the mean of each loss over the last 50 steps.
@@ -72,6 +73,7 @@ def run_stage(
         time_budget_s: fit the stage into this many seconds: after ``_PROBE_STEPS`` steps
             the step count becomes ``min(spec.steps, what fits)`` and the learning-rate
             schedule is spread over it; the fitted count is saved, so a resume keeps it.
+        progress: show a progress bar (the CSV log is written either way).
         ddp_wrap: wraps the model for DistributedDataParallel when running
             under torchrun; ``None`` for a single process.
     """
@@ -106,7 +108,8 @@ def run_stage(
         log_file = open(log_path, "a", newline="")
     recent: dict[str, list[float]] = {}
     t0 = time.time()
-    bar = tqdm(total=total_steps, initial=step, desc=f"stage {spec.name}", disable=not main, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, desc=f"stage {spec.name}", disable=not (main and progress),
+               dynamic_ncols=True)
     try:
         while step < total_steps:
             if fit_pending and step == _PROBE_STEPS:

@@ -144,6 +144,7 @@ def test_text_table_stands_in_for_the_minilm(tmp_path):
               "--precision", "bf16"], env_extra={"PYTHONPATH": str(_blocker(tmp_path))})
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "ok" / "2_global" / "DONE").exists()
+    assert "it/s" not in r.stderr + r.stdout  # --no-progress: no bars in the log
 
 
 def _blocker(tmp_path: Path) -> Path:
