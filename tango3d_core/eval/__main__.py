@@ -28,7 +28,7 @@ __all__ = ["main", "build_parser", "jsonable"]
 
 # Built-in baselines computed on the fly, and trained ablations loaded from assets/baselines/.
 COMPUTED_BASELINES = ("random", "backprojection")
-CHECKPOINT_BASELINES = ("global-only", "single-stage")
+CHECKPOINT_BASELINES = ("canonical-xyz", "global-only", "single-stage")
 DEFAULT_BASELINES = COMPUTED_BASELINES + CHECKPOINT_BASELINES
 
 
@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "the MiniLM, for machines without it; must hold every prompt")
     p.add_argument("--baseline-checkpoint", action="append", default=[], metavar="NAME=DIR",
                    help="another checkpoint evaluated the same way and reported under methods[NAME]; "
-                        "repeatable. NAME global-only or single-stage replaces the bundled ablation")
+                        "repeatable. NAME canonical-xyz, global-only or single-stage replaces the bundled one")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
-                   help="comma-separated baselines to run: random, backprojection (computed), global-only, "
-                        "single-stage (bundled checkpoints in assets/baselines/), or none (default: %(default)s)")
+                   help="comma-separated baselines to run: random, backprojection (computed), canonical-xyz "
+                        "(our schedule with the plain xyz loss), global-only, single-stage (the schedule ablations "
+                        "from that model's stage 0; bundled in assets/baselines/), or none (default: %(default)s)")
     g = p.add_argument_group("data overrides (default: the suite's documented full or --quick setting)")
     g.add_argument("--categories", help="comma-separated procedural categories (default: all)")
     g.add_argument("--shapes-per-category", type=int, metavar="N")

@@ -43,9 +43,12 @@ BUILD_COMMAND = "python -m tango3d_core.train --preset tiny --out runs/tiny --wo
 # The ablations of issue #4, trained at the same number of alignment steps as the bundled model
 # and from its stage 0; the evaluation reports them beside it.
 BASELINE_BUILD_COMMANDS = {
-    name: (f"python -m tango3d_core.train --preset tiny --schedule {name} --out runs/{name} "
-           f"--reuse-pretrain runs/tiny --workers 1 --export assets/baselines/{name}")
-    for name in ("global-only", "single-stage")
+    **{name: (f"python -m tango3d_core.train --preset tiny --xyz-loss canonical --schedule {name} --out runs/{name} "
+              f"--reuse-pretrain runs/tiny-canonical --workers 1 --export assets/baselines/{name}")
+       for name in ("global-only", "single-stage")},
+    # The progressive schedule with the plain canonical-xyz loss: the stage 0 the two ablations share.
+    "canonical-xyz": ("python -m tango3d_core.train --preset tiny --xyz-loss canonical --out runs/tiny-canonical "
+                      "--workers 1 --export assets/baselines/canonical-xyz"),
 }
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 

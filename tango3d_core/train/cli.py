@@ -52,10 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
-    p.add_argument("--xyz-loss", default="canonical", choices=["canonical", "yaw_invariant"],
-                   help="object-xyz term of the 2D geometry loss: canonical L1, or the smallest L1 over yaws "
-                        "of the prediction (keeps x and y from collapsing where the facing direction is not "
-                        "visible; see losses.geometry)")
+    p.add_argument("--xyz-loss", default="yaw_invariant", choices=["canonical", "yaw_invariant"],
+                   help="object-xyz term of the 2D geometry loss: the smallest L1 over yaws of the prediction "
+                        "(default), or plain L1 to the canonical xyz, which makes x and y collapse to the mean "
+                        "where the facing direction is not visible (docs/experiments/xyz_collapse.md)")
     p.add_argument("--text-table", default=None, metavar="FILE",
                    help="precomputed caption embeddings (python -m tango3d_core.train.text_table) instead of the "
                         "MiniLM, for machines without it; must hold every training caption")

@@ -96,7 +96,7 @@ def test_bundled_ablations_are_default_baselines(checkpoints, tmp_path, bundled,
     res = json.loads(capsys.readouterr().out)
     assert set(res["methods"]) == {"tango3d", "random", "backprojection", "single-stage"}
     assert res["run"]["baseline_checkpoints"] == {"single-stage": str(bundled / "single-stage")}
-    assert set(res["run"]["skipped_baselines"]) == {"global-only"}
+    assert set(res["run"]["skipped_baselines"]) == {"canonical-xyz", "global-only"}
     # asking only for the computed baselines leaves the checkpoints out
     assert main(["--suite", "pixel2point", "--checkpoint", str(a), "--baselines", "random", *TINY_ARGS]) == 0
     res = json.loads(capsys.readouterr().out)
