@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="model input size (longest side); default = --resolution")
     p.add_argument("--reuse-pretrain", default=None, metavar="RUN",
                    help="start from the finished stage 0 of another run directory (copied into --out), e.g. to "
-                        "train the ablations from the same pretrained encoders as runs/tiny")
+                        "train the ablations from the same pretrained encoders as another run")
     p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
