@@ -128,13 +128,13 @@ def _command_line(args: argparse.Namespace) -> str:
 def _use_text_table(model: Tango3D, path: Path, data: Path) -> None:
     """Give ``model`` the caption embeddings of ``path``, after checking it covers every caption."""
     from ..models.text import TextEmbeddingTable
+    from .text_table import captions_of_shards
 
     try:
         table = TextEmbeddingTable.load(path)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--text-table {path}: {e}") from None
-    reader = ShardDataset(data, "train", augment=False).reader
-    gone = table.missing([reader.meta(i)["caption"] for i in range(reader.num_shapes)])
+    gone = table.missing(captions_of_shards(data))
     if gone:
         raise SystemExit(f"--text-table {path} lacks {len(gone)} training caption(s), e.g. {gone[:2]!r}; "
                          "rebuild it for these shards (python -m tango3d_core.train.text_table --data ...)")
