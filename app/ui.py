@@ -361,8 +361,12 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                 return _skip_panels()
             return _panels(panels, s)
 
+        # trigger_mode "multiple": under the default "once" the page drops every tick while one is
+        # still pending, so a single tick whose reply is lost or slow silences the 3D -> pixel
+        # direction for good (seen as multi-second gaps between polls on a loaded machine).
+        # A tick is a lock and an integer comparison, so letting them overlap costs little.
         timer.tick(on_poll, inputs=[session], outputs=panels_out, show_progress="hidden",
-                   concurrency_limit=None)
+                   concurrency_limit=None, trigger_mode="multiple")
 
         @_guard(n_panels + 1, 2)
         def on_overlay(cm, md, sc, kk, th, op, s):
