@@ -90,6 +90,11 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
             assert needed in ids, needed
         timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
         assert len(timers) == 1 and timers[0].value <= 0.5
+        # Under "once" (Gradio's default) one pending tick silences every later one: the heat map
+        # of a 3D click could then never reach the page.
+        ticks = [d for d in demo.get_config_file()["dependencies"]
+                 if [timers[0]._id, "tick"] in [list(t) for t in d["targets"]]]
+        assert len(ticks) == 1 and ticks[0]["trigger_mode"] == "multiple"
         sam = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sam-propose")
         if not ex.sam_available:  # the button itself says what is missing
             assert "SAM unavailable" in sam.value and not sam.interactive
