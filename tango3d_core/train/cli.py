@@ -30,7 +30,7 @@ from ..data.dataset import ShardDataset, build_shards
 from ..models.checkpoint import load_state_dict_strict, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
-from .stages import default_schedule
+from .stages import StageSpec, default_schedule
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and, after timing its first steps, runs as many steps as fit, with the learning-rate "
                         "schedule spread over them")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
+    p.add_argument("--stage-steps", default=None, metavar="NAME=N,...",
+                   help="replace the steps of named stages, e.g. local=300,global=300 (applied after --steps-scale; "
+                        "names: pretrain, local, global, joint, or single / global_only for the ablations)")
+    p.add_argument("--slow-lr-scale", type=float, default=None, metavar="X",
+                   help="learning-rate factor of the encoders where a stage trains them slowly (joint stage; "
+                        "default 0.1), in (0, 1]")
     p.add_argument("--batch-size", type=int, default=None, help="override every stage's batch size")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=1,
@@ -75,7 +81,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", default=None, help="write the final checkpoint here (e.g. assets/checkpoint)")
     p.add_argument("--export-dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        parse_stage_steps(args.stage_steps)
+    except ValueError as e:
+        p.error(f"--stage-steps: {e}")
+    if args.slow_lr_scale is not None and not 0.0 < args.slow_lr_scale <= 1.0:
+        p.error(f"--slow-lr-scale must be in (0, 1], got {args.slow_lr_scale}")
+    return args
+
+
+def parse_stage_steps(text: str | None) -> dict[str, int]:
+    """``"local=300,global=300"`` -> ``{"local": 300, "global": 300}``; None or "" -> {}."""
+    out: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"expected NAME=STEPS, got {item.strip()!r}")
+        try:
+            steps = int(value)
+        except ValueError:
+            raise ValueError(f"steps of {name!r} must be an integer, got {value.strip()!r}") from None
+        if steps < 1:
+            raise ValueError(f"steps of {name!r} must be >= 1, got {steps}")
+        if name in out:
+            raise ValueError(f"stage {name!r} given twice")
+        out[name] = steps
+    return out
+
+
+def apply_overrides(schedule: list[StageSpec], *, stage_steps: dict[str, int] | None = None,
+                    slow_lr_scale: float | None = None) -> list[StageSpec]:
+    """``schedule`` with the named stages' steps replaced (warm-up kept at most a tenth of them)
+    and, where a stage has slow groups, their learning-rate factor replaced.
+
+    Raises:
+        ValueError: a name in ``stage_steps`` is not a stage of ``schedule``.
+    """
+    stage_steps = dict(stage_steps or {})
+    unknown = sorted(set(stage_steps) - {s.name for s in schedule})
+    if unknown:
+        raise ValueError(f"no stage named {unknown} in this schedule; stages: {[s.name for s in schedule]}")
+    out = []
+    for spec in schedule:
+        if spec.name in stage_steps:
+            n = stage_steps[spec.name]
+            spec = dataclasses.replace(spec, steps=n, warmup=max(1, min(spec.warmup, n // 10)))
+        if slow_lr_scale is not None and spec.slow:
+            spec = dataclasses.replace(spec, slow_lr_scale=float(slow_lr_scale))
+        out.append(spec)
+    return out
 
 
 def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -199,6 +257,11 @@ def train(args: argparse.Namespace) -> Path:
 
     wanted = {int(s) for s in args.stages.split(",") if s.strip()}
     schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
+    try:
+        schedule = apply_overrides(schedule, stage_steps=parse_stage_steps(args.stage_steps),
+                                   slow_lr_scale=args.slow_lr_scale)
+    except ValueError as e:
+        raise SystemExit(f"--stage-steps: {e}") from None
     budgets: dict[str, float] = {}
     if args.time_budget:
         todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted]

@@ -159,3 +159,40 @@ def _blocker(tmp_path: Path) -> Path:
         "            raise ImportError('blocked for the test: ' + name)\n"
         "sys.meta_path.insert(0, _Block())\n")
     return d
+
+
+def test_stage_steps_and_slow_lr_scale_override_the_schedule():
+    from tango3d_core.train.cli import apply_overrides, parse_stage_steps
+
+    assert parse_stage_steps(None) == {} and parse_stage_steps(" ") == {}
+    assert parse_stage_steps("local=300, joint=20") == {"local": 300, "joint": 20}
+    base = default_schedule("tiny")
+    got = apply_overrides(base, stage_steps={"local": 500, "joint": 20}, slow_lr_scale=0.5)
+    by = {s.name: s for s in got}
+    old = {s.name: s for s in base}
+    assert by["local"].steps == 500 and by["joint"].steps == 20 and by["global"] == old["global"]
+    assert by["joint"].warmup == 2  # at most a tenth of the new steps
+    assert by["local"].warmup == old["local"].warmup  # more steps keep the old warm-up
+    assert by["joint"].slow_lr_scale == 0.5 and by["local"].slow_lr_scale == old["local"].slow_lr_scale
+    # the slow factor reaches the optimiser groups
+    from tango3d_core.config import toy_config
+    from tango3d_core.models.tango3d import build_model
+
+    groups = by["joint"].configure(build_model(toy_config("micro")))
+    assert [g["lr"] for g in groups] == [by["joint"].lr, by["joint"].lr * 0.5]
+    assert apply_overrides(base) == base
+    with pytest.raises(ValueError, match="no stage named"):
+        apply_overrides(base, stage_steps={"single": 10})
+
+
+@pytest.mark.parametrize("bad, msg", [("local", "NAME=STEPS"), ("local=x", "integer"), ("local=0", ">= 1"),
+                                      ("local=2,local=3", "twice"), ("=4", "NAME=STEPS")])
+def test_stage_steps_rejects_bad_text(bad, msg):
+    from tango3d_core.train.cli import parse_args, parse_stage_steps
+
+    with pytest.raises(ValueError, match=msg):
+        parse_stage_steps(bad)
+    with pytest.raises(SystemExit):
+        parse_args(["--stage-steps", bad])
+    with pytest.raises(SystemExit):
+        parse_args(["--slow-lr-scale", "0"])
