@@ -47,7 +47,9 @@ BASELINE_BUILD_COMMANDS = {
               f"--reuse-pretrain runs/tiny-canonical --workers 1 --export assets/baselines/{name}")
        for name in ("global-only", "single-stage")},
     # The progressive schedule with the plain canonical-xyz loss: the stage 0 the two ablations share.
+    # Trained before `tiny`'s alignment steps moved to 300 / 250 / 200 with the encoders at 0.5x.
     "canonical-xyz": ("python -m tango3d_core.train --preset tiny --xyz-loss canonical --out runs/tiny-canonical "
+                      "--stage-steps local=400,global=200,joint=150 --slow-lr-scale 0.1 "
                       "--workers 1 --export assets/baselines/canonical-xyz"),
 }
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")

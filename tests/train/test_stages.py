@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tango3d_core.train.stages import StageSpec
+from tango3d_core.train.stages import StageSpec, default_schedule
 
 
 class Toy(torch.nn.Module):
@@ -28,3 +28,14 @@ def test_configure_freezes_and_groups():
 def test_typo_in_prefix_is_an_error():
     with pytest.raises(ValueError, match="heads"):
         StageSpec(name="s", steps=1, lr=1e-3, trainable=("heads.",)).configure(Toy())
+
+
+def test_bundled_checkpoint_was_trained_with_the_default_tiny_schedule():
+    """The README's one command must reproduce assets/checkpoint: its recorded schedule is today's default."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[2] / "assets" / "checkpoint" / "config.json"
+    recorded = json.loads(cfg.read_text())["extra"]["schedule"]
+    assert recorded == json.loads(json.dumps([dataclasses.asdict(s) for s in default_schedule("tiny")]))
