@@ -30,7 +30,7 @@ from ..data.dataset import ShardDataset, build_shards
 from ..models.checkpoint import load_state_dict_strict, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
-from .stages import StageSpec, default_schedule
+from .stages import StageSpec, default_schedule, warmup_steps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,10 +113,11 @@ def parse_stage_steps(text: str | None) -> dict[str, int]:
     return out
 
 
-def apply_overrides(schedule: list[StageSpec], *, stage_steps: dict[str, int] | None = None,
+def apply_overrides(schedule: list[StageSpec], *, preset: str, stage_steps: dict[str, int] | None = None,
                     slow_lr_scale: float | None = None) -> list[StageSpec]:
-    """``schedule`` with the named stages' steps replaced (warm-up kept at most a tenth of them)
-    and, where a stage has slow groups, their learning-rate factor replaced.
+    """``schedule`` (of ``preset``) with the named stages' steps replaced, their warm-up recomputed
+    as the preset would for that many steps, and, where a stage has slow groups, their
+    learning-rate factor replaced.
 
     Raises:
         ValueError: a name in ``stage_steps`` is not a stage of ``schedule``.
@@ -129,7 +130,7 @@ def apply_overrides(schedule: list[StageSpec], *, stage_steps: dict[str, int] | 
     for spec in schedule:
         if spec.name in stage_steps:
             n = stage_steps[spec.name]
-            spec = dataclasses.replace(spec, steps=n, warmup=max(1, min(spec.warmup, n // 10)))
+            spec = dataclasses.replace(spec, steps=n, warmup=warmup_steps(preset, spec.name, n))
         if slow_lr_scale is not None and spec.slow:
             spec = dataclasses.replace(spec, slow_lr_scale=float(slow_lr_scale))
         out.append(spec)
@@ -258,7 +259,7 @@ def train(args: argparse.Namespace) -> Path:
     wanted = {int(s) for s in args.stages.split(",") if s.strip()}
     schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
     try:
-        schedule = apply_overrides(schedule, stage_steps=parse_stage_steps(args.stage_steps),
+        schedule = apply_overrides(schedule, preset=args.preset, stage_steps=parse_stage_steps(args.stage_steps),
                                    slow_lr_scale=args.slow_lr_scale)
     except ValueError as e:
         raise SystemExit(f"--stage-steps: {e}") from None

@@ -109,6 +109,11 @@ _SLOW_LR_SCALE = {"tiny": 0.5, "base": 0.1}  # encoders' learning-rate factor in
 _WARMUP_CAP = {"tiny": {"global": 20, "joint": 15}}
 
 
+def warmup_steps(preset: str, stage: str, steps: int) -> int:
+    """Linear warm-up of a ``stage`` of ``steps`` steps: a tenth, at most 100 (or the preset's cap)."""
+    return max(1, min(_WARMUP_CAP.get(preset, {}).get(stage, 100), steps // 10))
+
+
 def default_schedule(
     preset: str,
     *,
@@ -128,10 +133,8 @@ def default_schedule(
         raise ValueError("steps_scale must be positive")
     st = {k: max(1, round(v * steps_scale)) for k, v in _STEPS[preset].items()}
     lr, bs = _LR[preset], _BATCH[preset]
-    caps = _WARMUP_CAP.get(preset, {})
-
     def warm(n: int, stage: str = "") -> int:
-        return max(1, min(caps.get(stage, 100), n // 10))
+        return warmup_steps(preset, stage, n)
     pretrain = StageSpec(
         name="pretrain", steps=st["pretrain"], lr=lr, warmup=warm(st["pretrain"]),
         trainable=_IMAGE_ENCODER + _GEOMETRY + _VAE,

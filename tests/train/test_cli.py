@@ -167,12 +167,15 @@ def test_stage_steps_and_slow_lr_scale_override_the_schedule():
     assert parse_stage_steps(None) == {} and parse_stage_steps(" ") == {}
     assert parse_stage_steps("local=300, joint=20") == {"local": 300, "joint": 20}
     base = default_schedule("tiny")
-    got = apply_overrides(base, stage_steps={"local": 500, "joint": 20}, slow_lr_scale=0.5)
+    got = apply_overrides(base, preset="tiny", stage_steps={"local": 500, "joint": 20}, slow_lr_scale=0.5)
     by = {s.name: s for s in got}
     old = {s.name: s for s in base}
     assert by["local"].steps == 500 and by["joint"].steps == 20 and by["global"] == old["global"]
-    assert by["joint"].warmup == 2  # at most a tenth of the new steps
-    assert by["local"].warmup == old["local"].warmup  # more steps keep the old warm-up
+    assert by["joint"].warmup == 2 and by["local"].warmup == 50  # a tenth of the new steps
+    # the old split, spelled out, gives back the schedule the canonical-xyz baseline was trained with
+    old_split = apply_overrides(base, preset="tiny", stage_steps={"local": 400, "global": 200, "joint": 150},
+                                slow_lr_scale=0.1)
+    assert [(s.steps, s.warmup) for s in old_split[1:]] == [(400, 40), (200, 20), (150, 15)]
     assert by["joint"].slow_lr_scale == 0.5 and by["local"].slow_lr_scale == old["local"].slow_lr_scale
     # the slow factor reaches the optimiser groups
     from tango3d_core.config import toy_config
@@ -180,9 +183,9 @@ def test_stage_steps_and_slow_lr_scale_override_the_schedule():
 
     groups = by["joint"].configure(build_model(toy_config("micro")))
     assert [g["lr"] for g in groups] == [by["joint"].lr, by["joint"].lr * 0.5]
-    assert apply_overrides(base) == base
+    assert apply_overrides(base, preset="tiny") == base
     with pytest.raises(ValueError, match="no stage named"):
-        apply_overrides(base, stage_steps={"single": 10})
+        apply_overrides(base, preset="tiny", stage_steps={"single": 10})
 
 
 @pytest.mark.parametrize("bad, msg", [("local", "NAME=STEPS"), ("local=x", "integer"), ("local=0", ">= 1"),
