@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         texts += captions_of_split(split="test", shapes_per_category=args.test_shapes_per_category,
                                    progress=not args.no_progress)
     if args.prompts:
-        from ..eval.suites.retrieval import category_prompt
-
-        texts += [category_prompt(c) for c in shapes.CATEGORIES]
+        texts += [shapes.category_prompt(c) for c in shapes.CATEGORIES]
     texts += args.text
     table = TextEmbeddingTable.build(texts)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -568,3 +568,12 @@ def test_watertight_report_covers_every_category(generated):
     assert all(0.0 <= v <= 1.0 for v in rep.values())
     for cat in RIGID:
         assert rep[cat] == 1.0, cat
+
+
+def test_category_prompt_is_the_short_query_everyone_shares():
+    from tango3d_core.eval.suites import retrieval
+
+    assert shapes.category_prompt("chair") == "a chair"
+    assert shapes.category_prompt("coffee_table") == "a coffee table"
+    # The evaluation queries with the very function the text table enumerates.
+    assert retrieval.category_prompt is shapes.category_prompt

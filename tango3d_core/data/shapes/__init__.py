@@ -34,4 +34,14 @@ def generate(category: str, seed: int) -> Shape:
     return FAMILIES[category](rng, int(seed))
 
 
-__all__ = ["CATEGORIES", "ORGANIC_CATEGORIES", "PARTS", "Material", "Shape", "generate"]
+def category_prompt(category: str) -> str:
+    """The short text for a category, ``"a <category>"`` (underscores read as spaces).
+
+    One definition for the places that must agree: the category queries of the retrieval
+    evaluation and the prompts a precomputed text table carries for it (``--prompts``), which
+    training code builds without importing the evaluation.
+    """
+    return f"a {category.replace('_', ' ')}"
+
+
+__all__ = ["CATEGORIES", "ORGANIC_CATEGORIES", "PARTS", "Material", "Shape", "category_prompt", "generate"]

@@ -22,16 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...data.shapes import category_prompt
 from ..metrics import mean_average_precision, precision_at_k, recall_at_k
 from ._common import EvalShape, FeatureProvider, MethodTimer, SuiteConfig, as_numpy
 from ._progress import progress_bar
 
 __all__ = ["run", "category_prompt"]
-
-
-def category_prompt(category: str) -> str:
-    """The text query for a category: ``"a <category>"`` (underscores read as spaces)."""
-    return f"a {category.replace('_', ' ')}"
 
 
 def _scores(sim: np.ndarray, q: np.ndarray, g: np.ndarray) -> dict[str, float]:
