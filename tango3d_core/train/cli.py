@@ -137,6 +137,21 @@ def apply_overrides(schedule: list[StageSpec], *, preset: str, stage_steps: dict
     return out
 
 
+def resolve_schedule(args: argparse.Namespace) -> list[StageSpec]:
+    """The stages a parsed command line trains: its preset's schedule (``--schedule``,
+    ``--steps-scale``) with ``--stage-steps`` and ``--slow-lr-scale`` applied.
+
+    Raises:
+        SystemExit: ``--stage-steps`` names a stage the schedule does not have.
+    """
+    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
+    try:
+        return apply_overrides(schedule, preset=args.preset, stage_steps=parse_stage_steps(args.stage_steps),
+                               slow_lr_scale=args.slow_lr_scale)
+    except ValueError as e:
+        raise SystemExit(f"--stage-steps: {e}") from None
+
+
 def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -257,12 +272,7 @@ def train(args: argparse.Namespace) -> Path:
                 m, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
     wanted = {int(s) for s in args.stages.split(",") if s.strip()}
-    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
-    try:
-        schedule = apply_overrides(schedule, preset=args.preset, stage_steps=parse_stage_steps(args.stage_steps),
-                                   slow_lr_scale=args.slow_lr_scale)
-    except ValueError as e:
-        raise SystemExit(f"--stage-steps: {e}") from None
+    schedule = resolve_schedule(args)
     budgets: dict[str, float] = {}
     if args.time_budget:
         todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted]

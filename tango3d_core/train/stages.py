@@ -133,10 +133,8 @@ def default_schedule(
         raise ValueError("steps_scale must be positive")
     st = {k: max(1, round(v * steps_scale)) for k, v in _STEPS[preset].items()}
     lr, bs = _LR[preset], _BATCH[preset]
-    def warm(n: int, stage: str = "") -> int:
-        return warmup_steps(preset, stage, n)
     pretrain = StageSpec(
-        name="pretrain", steps=st["pretrain"], lr=lr, warmup=warm(st["pretrain"]),
+        name="pretrain", steps=st["pretrain"], lr=lr, warmup=warmup_steps(preset, "pretrain", st["pretrain"]),
         trainable=_IMAGE_ENCODER + _GEOMETRY + _VAE,
         loss_weights=(("geometry", 1.0), ("vae", 1.0)), batch_size=bs,
         extra={"index": 0, "init_point_head_after": True, "num_points": 2048, "num_occ": 2048},
@@ -145,12 +143,12 @@ def default_schedule(
     if kind == "progressive":
         return [
             pretrain,
-            StageSpec(name="local", steps=st["local"], lr=lr, warmup=warm(st["local"], "local"),
+            StageSpec(name="local", steps=st["local"], lr=lr, warmup=warmup_steps(preset, "local", st["local"]),
                       trainable=_DENSE_HEADS, loss_weights=(("dense", 1.0),), batch_size=bs, extra=dict(align)),
-            StageSpec(name="global", steps=st["global"], lr=lr, warmup=warm(st["global"], "global"),
+            StageSpec(name="global", steps=st["global"], lr=lr, warmup=warmup_steps(preset, "global", st["global"]),
                       trainable=_DENSE_HEADS + _GLOBAL_HEADS, loss_weights=(("dense", 1.0), ("global", 1.0)),
                       batch_size=bs, extra={**align, "index": 2}),
-            StageSpec(name="joint", steps=st["joint"], lr=lr * 0.5, warmup=warm(st["joint"], "joint"),
+            StageSpec(name="joint", steps=st["joint"], lr=lr * 0.5, warmup=warmup_steps(preset, "joint", st["joint"]),
                       trainable=_DENSE_HEADS + _GLOBAL_HEADS + _GEOMETRY, slow=_IMAGE_ENCODER + _VAE,
                       slow_lr_scale=_SLOW_LR_SCALE[preset],
                       loss_weights=(("dense", 1.0), ("global", 1.0), ("geometry", 0.2), ("vae", 0.2)),
@@ -159,12 +157,12 @@ def default_schedule(
     total = st["local"] + st["global"] + st["joint"]
     if kind == "single-stage":
         return [pretrain, StageSpec(
-            name="single", steps=total, lr=lr, warmup=warm(total),
+            name="single", steps=total, lr=lr, warmup=warmup_steps(preset, "single", total),
             trainable=_DENSE_HEADS + _GLOBAL_HEADS + _GEOMETRY + _IMAGE_ENCODER + _VAE,
             loss_weights=(("dense", 1.0), ("global", 1.0), ("geometry", 0.2), ("vae", 0.2)),
             batch_size=bs, extra=align)]
     if kind == "global-only":
         return [pretrain, StageSpec(
-            name="global_only", steps=total, lr=lr, warmup=warm(total), trainable=_GLOBAL_HEADS,
-            loss_weights=(("global", 1.0),), batch_size=bs, extra=align)]
+            name="global_only", steps=total, lr=lr, warmup=warmup_steps(preset, "global_only", total),
+            trainable=_GLOBAL_HEADS, loss_weights=(("global", 1.0),), batch_size=bs, extra=align)]
     raise ValueError(f"unknown schedule kind {kind!r}")

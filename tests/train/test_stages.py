@@ -48,11 +48,9 @@ def test_canonical_xyz_baseline_command_reproduces_its_schedule():
     from pathlib import Path
 
     from tango3d_core.models.checkpoint import BASELINE_BUILD_COMMANDS
-    from tango3d_core.train.cli import apply_overrides, parse_args, parse_stage_steps
+    from tango3d_core.train.cli import parse_args, resolve_schedule
 
-    args = parse_args(BASELINE_BUILD_COMMANDS["canonical-xyz"].split()[3:])
-    sched = apply_overrides(default_schedule(args.preset), preset=args.preset,
-                            stage_steps=parse_stage_steps(args.stage_steps), slow_lr_scale=args.slow_lr_scale)
+    sched = resolve_schedule(parse_args(BASELINE_BUILD_COMMANDS["canonical-xyz"].split()[3:]))
     cfg = Path(__file__).resolve().parents[2] / "assets" / "baselines" / "canonical-xyz" / "config.json"
     recorded = json.loads(cfg.read_text())["extra"]["schedule"]
     assert recorded == json.loads(json.dumps([dataclasses.asdict(s) for s in sched]))
