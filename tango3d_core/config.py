@@ -164,6 +164,16 @@ class ShapeVAEConfig(_JsonConfig):
                      small because these run once per query point.
     encoder_points   surface points the encoder reads when encoding a mesh for inference
                      (features are still returned for every requested point); >= num_latents.
+    query_decoder    how a query xyz reads the decoded tokens (occupancy and point features):
+                     "attention" cross-attends to all L tokens from the absolute Fourier position
+                     (3DShape2VecSet); "local" reads the ``local_neighbors`` tokens whose anchors
+                     (the farthest-point-sampled input points) are nearest, each through the
+                     Fourier-embedded offset from its anchor. "local" breaks the occupancy plateau
+                     within a few hundred CPU steps where "attention" needs thousands
+                     (docs/experiments/local_decoder.md). Configs without the key are "attention".
+    local_neighbors  k of the "local" decoder (clamped to num_latents).
+    local_width      channel width of the "local" decoder's per-neighbour features.
+    local_freqs      Fourier frequencies of the "local" decoder's offset embedding.
     """
 
     num_latents: int = 256
@@ -177,8 +187,17 @@ class ShapeVAEConfig(_JsonConfig):
     mlp_ratio: float = 4.0
     query_mlp_ratio: float = 2.0
     encoder_points: int = 4096
+    query_decoder: Literal["attention", "local"] = "attention"
+    local_neighbors: int = 4
+    local_width: int = 64
+    local_freqs: int = 6
 
     def __post_init__(self) -> None:
+        _check(self.query_decoder in ("attention", "local"),
+               f"query_decoder must be 'attention' or 'local', got {self.query_decoder!r}")
+        _check(self.local_neighbors >= 1, "local_neighbors must be >= 1")
+        _check(self.local_width >= 1, "local_width must be >= 1")
+        _check(self.local_freqs >= 0, "local_freqs must be >= 0")
         _check(self.num_latents >= 1, "num_latents must be >= 1")
         _check(self.width % self.num_heads == 0,
                f"width {self.width} must be divisible by num_heads {self.num_heads}")

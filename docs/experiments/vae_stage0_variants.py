@@ -4,6 +4,10 @@
     python docs/experiments/vae_stage0_variants.py --tag det --no-sample --kl 0
     python docs/experiments/vae_stage0_variants.py --tag lr3e-3 --lr 3e-3
     python docs/experiments/vae_stage0_variants.py --tag f4 --freqs 4
+    python docs/experiments/vae_stage0_variants.py --tag local --decoder local   (docs/experiments/local_decoder.md)
+
+``--decoder`` picks the query decoder (``ShapeVAEConfig.query_decoder``); the default is the
+one the 2026-12-01 lab record measured, "attention" (the ``tiny`` preset now uses "local").
 
 A fresh ``tiny`` VAE trains on the training shards exactly as stage 0 feeds it (2048 surface
 points, 2048 occupancy queries, batch 16, AdamW, 30 warm-up steps, clip 1.0) and every
@@ -34,15 +38,22 @@ p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--kl", type=float, default=1e-3, help="KL weight")
 p.add_argument("--no-sample", action="store_true", help="decode the posterior mean (a deterministic AE)")
 p.add_argument("--freqs", type=int, default=None, help="Fourier frequencies (tiny: 8)")
+p.add_argument("--decoder", default="attention", choices=["attention", "local"], help="query decoder")
+p.add_argument("--neighbors", type=int, default=None, help="k of the local decoder (tiny: 4)")
+p.add_argument("--local-width", type=int, default=None, help="width of the local decoder (tiny: 64)")
 p.add_argument("--eval-every", type=int, default=50)
 p.add_argument("--data", default="data_cache/train")
 p.add_argument("--tag", default="run")
 a = p.parse_args()
 torch.manual_seed(0)
 torch.set_num_threads(1)
-cfg = PRESETS["tiny"].shape
+cfg = dataclasses.replace(PRESETS["tiny"].shape, query_decoder=a.decoder)
 if a.freqs is not None:
     cfg = dataclasses.replace(cfg, num_freqs=a.freqs)
+if a.neighbors is not None:
+    cfg = dataclasses.replace(cfg, local_neighbors=a.neighbors)
+if a.local_width is not None:
+    cfg = dataclasses.replace(cfg, local_width=a.local_width)
 vae = ShapeVAE(cfg)
 loader = DataLoader(ShardDataset(a.data, "train", num_points=2048, num_occ=2048), batch_size=16, shuffle=True,
                     drop_last=True)
@@ -57,7 +68,8 @@ def held_out_iou() -> float:
     with torch.inference_mode():
         for s in scenes:
             enc = vae.encode(torch.as_tensor(s["points"])[None], torch.as_tensor(s["normals"])[None])
-            logits = vae.query_occupancy(vae.decode(enc["mean"]), torch.as_tensor(s["occ_points"])[None])["logits"]
+            logits = vae.query_occupancy(vae.decode(enc["mean"]), torch.as_tensor(s["occ_points"])[None],
+                                         anchors=enc["anchors"])["logits"]
             ious.append(_iou((logits[0] > 0).numpy(), s["occ_labels"]))
     vae.train()
     return float(np.mean(ious))
@@ -69,7 +81,7 @@ while step < a.steps:
         for g in opt.param_groups:
             g["lr"] = a.lr * min(1.0, (step + 1) / 30)
         enc = vae.encode(b["points"], b["normals"], sample_posterior=not a.no_sample)
-        logits = vae.query_occupancy(vae.decode(enc["z"]), b["occ_points"])["logits"]
+        logits = vae.query_occupancy(vae.decode(enc["z"]), b["occ_points"], anchors=enc["anchors"])["logits"]
         out = vae_loss(logits, b["occ_labels"], enc["mean"], enc["logvar"], kl_weight=a.kl)
         opt.zero_grad()
         out["loss"].backward()

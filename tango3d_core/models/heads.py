@@ -4,7 +4,7 @@ Head                 input                                         output keys
 GeometryHead         dense_features [B, Cd, h, w]                  depth, normal, xyz
 DenseProjectionHead  dense_features [B, Cd, h, w]                  dense [B, D, h, w]
 ImageGlobalHead      global_token [B, C], patch_map [B, C, h, w]   global [B, G]
-PointFeatureHead     tokens [B, L, W], xyz [B, M, 3]               point_features [B, M, D]
+PointFeatureHead     tokens [B, L, W], xyz [B, M, 3], anchors      point_features [B, M, D]
 ShapeGlobalHead      tokens [B, L, W]                              global [B, G]
 TextProjection       text [B, 384]                                 global [B, G]
 
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..config import ShapeVAEConfig
 from .layers import Mlp
-from .shape_vae import DEFAULT_QUERY_CHUNK, QueryDecoder
+from .shape_vae import DEFAULT_QUERY_CHUNK, LocalQueryDecoder, QueryDecoder, make_query_decoder
 
 __all__ = [
     "GeometryHead",
@@ -101,17 +101,20 @@ class PointFeatureHead(nn.Module):
 
     def __init__(self, shape: ShapeVAEConfig, out_dim: int, *, hidden: int) -> None:
         super().__init__()
-        self.query = QueryDecoder(width=shape.width, num_heads=shape.num_heads, num_freqs=shape.num_freqs,
-                                  include_pi=shape.include_pi, mlp_ratio=shape.query_mlp_ratio)
+        self.query = make_query_decoder(shape)
         self.mlp = Mlp(shape.width, hidden, out_dim)
 
-    def init_from(self, decoder: QueryDecoder) -> None:
-        """Copy the weights of a query decoder (e.g. the VAE's occupancy decoder)."""
+    def init_from(self, decoder: QueryDecoder | LocalQueryDecoder) -> None:
+        """Copy the weights of a query decoder of the same kind (e.g. the VAE's occupancy decoder)."""
+        if type(decoder) is not type(self.query):
+            raise TypeError(f"cannot initialise a {type(self.query).__name__} from a {type(decoder).__name__}")
         self.query.load_state_dict(decoder.state_dict())
 
-    def forward(self, tokens: Tensor, xyz: Tensor, *, chunk_size: int = DEFAULT_QUERY_CHUNK) -> dict[str, Tensor]:
-        """tokens [B, L, W], xyz [B, M, 3] canonical -> {"point_features": [B, M, D]}, unit length."""
-        feats = self.mlp(self.query(xyz, tokens, chunk_size=chunk_size))
+    def forward(self, tokens: Tensor, xyz: Tensor, *, anchors: Tensor | None = None,
+                chunk_size: int = DEFAULT_QUERY_CHUNK) -> dict[str, Tensor]:
+        """tokens [B, L, W], xyz [B, M, 3] canonical, anchors [B, L, 3] (needed by the "local"
+        decoder) -> {"point_features": [B, M, D]}, unit length."""
+        feats = self.mlp(self.query(xyz, tokens, anchors=anchors, chunk_size=chunk_size))
         return {"point_features": F.normalize(feats, dim=-1, eps=1e-6)}
 
 

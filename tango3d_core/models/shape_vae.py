@@ -7,8 +7,11 @@ Encoder
     then a KL head giving mean / log-variance [B, L, latent_channels].
 Decoder
     latent [B, L, Cl] -> linear -> ``dec_self_layers`` self-attention blocks -> tokens [B, L, W];
-    any query xyz, Fourier-embedded, cross-attends to the tokens (``QueryDecoder``) and a linear
-    layer gives an occupancy logit.
+    any query xyz reads the tokens through a query decoder and a linear layer gives an occupancy
+    logit. Two query decoders share one interface (``make_query_decoder``):
+    ``QueryDecoder`` (3DShape2VecSet: the Fourier-embedded xyz cross-attends to every token) and
+    ``LocalQueryDecoder`` (the k tokens whose anchors -- the farthest-point-sampled input points
+    the tokens started from -- are nearest, read through the offset from each anchor).
 
 All coordinates are in the canonical frame: bounding-box centre at the origin, bounding-box
 diagonal 1.
@@ -16,14 +19,16 @@ diagonal 1.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from ..config import ShapeVAEConfig
-from .layers import CrossAttentionBlock, FourierEmbedder, SelfAttentionBlock
+from .layers import CrossAttentionBlock, FourierEmbedder, Mlp, SelfAttentionBlock
 from .ops import farthest_point_sample, gather_points
 
-__all__ = ["QueryDecoder", "ShapeVAE", "DEFAULT_QUERY_CHUNK"]
+__all__ = ["QueryDecoder", "LocalQueryDecoder", "make_query_decoder", "ShapeVAE", "DEFAULT_QUERY_CHUNK"]
 
 # Queries are decoded in chunks so that memory stays bounded for very large M.
 DEFAULT_QUERY_CHUNK = 16384
@@ -43,15 +48,97 @@ class QueryDecoder(nn.Module):
         self.block = CrossAttentionBlock(width, num_heads, mlp_ratio=mlp_ratio)
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, xyz: Tensor, tokens: Tensor, *, chunk_size: int = DEFAULT_QUERY_CHUNK) -> Tensor:
-        _check_xyz(xyz, "xyz")
-        if tokens.dim() != 3 or tokens.shape[0] != xyz.shape[0]:
-            raise ValueError(f"tokens must be [B={xyz.shape[0]}, L, W], got {tuple(tokens.shape)}")
+    def forward(self, xyz: Tensor, tokens: Tensor, *, anchors: Tensor | None = None,
+                chunk_size: int = DEFAULT_QUERY_CHUNK) -> Tensor:
+        """``anchors`` is accepted for a common interface with :class:`LocalQueryDecoder` and unused."""
+        _check_tokens(xyz, tokens)
         outs = []
         for start in range(0, max(xyz.shape[1], 1), chunk_size):
             q = self.proj(self.fourier(xyz[:, start:start + chunk_size]))
             outs.append(self.norm(self.block(q, tokens)))
         return torch.cat(outs, dim=1)
+
+
+class LocalQueryDecoder(nn.Module):
+    """Per-point features for arbitrary xyz from the k tokens whose anchors are nearest.
+
+    xyz [B, M, 3] and anchors [B, L, 3] (canonical frame, so distances are in units of the
+    bounding-box diagonal), tokens [B, L, W] -> features [B, M, W] (after LayerNorm).
+
+    For each query x and each of its k nearest anchors a_j (token t_j):
+        h_j = A t_j + (B F(x - a_j)) * (1 + G t_j);   h_j += MLP(LN(h_j))
+        w_j = softmax_j(s . h_j - beta |x - a_j|^2);   out = Linear(LN(sum_j w_j h_j))
+    with F a Fourier embedding of the offset and beta > 0 learned. Why: occupancy near a
+    surface is roughly the sign of (x - a) . n for the nearest surface patch, a product of the
+    offset and what the token says about its patch; the gate makes that product one layer deep,
+    where cross-attention from absolute positions first has to learn where each token lies. A
+    token outside the k nearest has no influence on x.
+    """
+
+    def __init__(self, *, width: int, local_width: int, neighbors: int, num_freqs: int,
+                 include_pi: bool, init_radius: float = 0.05) -> None:
+        super().__init__()
+        self.neighbors = neighbors
+        self.token_proj = nn.Linear(width, local_width)
+        self.token_gate = nn.Linear(width, local_width)
+        self.fourier = FourierEmbedder(num_freqs, include_pi=include_pi)
+        self.offset_proj = nn.Linear(self.fourier.out_dim, local_width)
+        self.norm = nn.LayerNorm(local_width)
+        self.mlp = Mlp(local_width, 2 * local_width)
+        self.score = nn.Linear(local_width, 1)
+        # log beta, beta = 1 / (2 r^2): at init a neighbour at distance r is down-weighted by e^-1/2.
+        self.log_beta = nn.Parameter(torch.tensor(math.log(1.0 / (2.0 * init_radius ** 2))))
+        self.out_norm = nn.LayerNorm(local_width)
+        self.out = nn.Linear(local_width, width)
+        self.norm_out = nn.LayerNorm(width)
+
+    def forward(self, xyz: Tensor, tokens: Tensor, *, anchors: Tensor | None = None,
+                chunk_size: int = DEFAULT_QUERY_CHUNK) -> Tensor:
+        _check_tokens(xyz, tokens)
+        if anchors is None:
+            raise ValueError("the local query decoder needs the tokens' anchors [B, L, 3] "
+                             "(ShapeVAE.encode returns them as 'anchors')")
+        _check_xyz(anchors, "anchors")
+        if anchors.shape[:2] != tokens.shape[:2]:
+            raise ValueError(f"anchors {tuple(anchors.shape)} do not match tokens {tuple(tokens.shape)}")
+        k = min(self.neighbors, tokens.shape[1])
+        # Projected once per token, gathered per query: cheaper than projecting k copies.
+        tok, gate = self.token_proj(tokens), self.token_gate(tokens)
+        outs = []
+        for start in range(0, max(xyz.shape[1], 1), chunk_size):
+            outs.append(self._chunk(xyz[:, start:start + chunk_size], tok, gate, anchors, k))
+        return torch.cat(outs, dim=1)
+
+    def _chunk(self, xyz: Tensor, tok: Tensor, gate: Tensor, anchors: Tensor, k: int) -> Tensor:
+        b, m, _ = xyz.shape
+        with torch.no_grad():
+            idx = torch.cdist(xyz, anchors).topk(k, dim=-1, largest=False).indices  # [B, M, k]
+        flat = idx.reshape(b, m * k)
+        near = gather_points(anchors, flat).view(b, m, k, 3)
+        offset = xyz.unsqueeze(2) - near  # [B, M, k, 3]
+        c = tok.shape[-1]
+        h = (gather_points(tok, flat).view(b, m, k, c)
+             + self.offset_proj(self.fourier(offset)) * (1.0 + gather_points(gate, flat).view(b, m, k, c)))
+        h = h + self.mlp(self.norm(h))
+        w = torch.softmax(self.score(h)[..., 0] - self.log_beta.exp() * offset.square().sum(-1), dim=-1)
+        return self.norm_out(self.out(self.out_norm((w.unsqueeze(-1) * h).sum(dim=2))))
+
+
+def make_query_decoder(config: ShapeVAEConfig) -> QueryDecoder | LocalQueryDecoder:
+    """The query decoder ``config.query_decoder`` names, sized by ``config``."""
+    c = config
+    if c.query_decoder == "local":
+        return LocalQueryDecoder(width=c.width, local_width=c.local_width, neighbors=c.local_neighbors,
+                                 num_freqs=c.local_freqs, include_pi=c.include_pi)
+    return QueryDecoder(width=c.width, num_heads=c.num_heads, num_freqs=c.num_freqs, include_pi=c.include_pi,
+                        mlp_ratio=c.query_mlp_ratio)
+
+
+def _check_tokens(xyz: Tensor, tokens: Tensor) -> None:
+    _check_xyz(xyz, "xyz")
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.shape[0] != xyz.shape[0]:
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens must be [B={xyz.shape[0]}, L, W], got {shape}")
 
 
 def _check_xyz(x: Tensor, name: str) -> None:
@@ -80,8 +167,7 @@ class ShapeVAE(nn.Module):
             SelfAttentionBlock(c.width, c.num_heads, mlp_ratio=c.mlp_ratio) for _ in range(c.dec_self_layers)
         )
         self.dec_norm = nn.LayerNorm(c.width)
-        self.occ_decoder = QueryDecoder(width=c.width, num_heads=c.num_heads, num_freqs=c.num_freqs,
-                                        include_pi=c.include_pi, mlp_ratio=c.query_mlp_ratio)
+        self.occ_decoder = make_query_decoder(c)
         self.occ_out = nn.Linear(c.width, 1)
 
     @property
@@ -97,6 +183,8 @@ class ShapeVAE(nn.Module):
             mean, logvar  [B, L, Cl]   posterior parameters (logvar clamped to [-30, 20])
             z             [B, L, Cl]   a posterior sample, or ``mean`` when not sampling
             query_index   int64 [B, L] indices of the farthest-point-sampled queries
+            anchors       [B, L, 3]    their positions: where each token sits, for the
+                                       "local" query decoder
         """
         _check_xyz(points, "points")
         _check_xyz(normals, "normals")
@@ -119,7 +207,8 @@ class ShapeVAE(nn.Module):
             z = mean + (0.5 * logvar).exp() * eps
         else:
             z = mean
-        return {"mean": mean, "logvar": logvar, "z": z, "query_index": query_index}
+        return {"mean": mean, "logvar": logvar, "z": z, "query_index": query_index,
+                "anchors": gather_points(points, query_index)}
 
     def decode(self, z: Tensor) -> Tensor:
         """Latents z [B, L, Cl] -> decoded tokens [B, L, W] that query heads attend to."""
@@ -128,10 +217,11 @@ class ShapeVAE(nn.Module):
             x = block(x)
         return self.dec_norm(x)
 
-    def query_occupancy(self, tokens: Tensor, xyz: Tensor, *, chunk_size: int = DEFAULT_QUERY_CHUNK
-                        ) -> dict[str, Tensor]:
-        """tokens [B, L, W], xyz [B, M, 3] -> {"logits": [B, M], "features": [B, M, W]}."""
-        feats = self.occ_decoder(xyz, tokens, chunk_size=chunk_size)
+    def query_occupancy(self, tokens: Tensor, xyz: Tensor, *, anchors: Tensor | None = None,
+                        chunk_size: int = DEFAULT_QUERY_CHUNK) -> dict[str, Tensor]:
+        """tokens [B, L, W], xyz [B, M, 3], anchors [B, L, 3] (from :meth:`encode`; needed by the
+        "local" decoder) -> {"logits": [B, M], "features": [B, M, W]}."""
+        feats = self.occ_decoder(xyz, tokens, anchors=anchors, chunk_size=chunk_size)
         return {"logits": self.occ_out(feats)[..., 0], "features": feats}
 
     def forward(self, points: Tensor, normals: Tensor, queries: Tensor, *, sample_posterior: bool = True,
@@ -143,5 +233,5 @@ class ShapeVAE(nn.Module):
         """
         out = self.encode(points, normals, sample_posterior=sample_posterior, generator=generator)
         out["tokens"] = self.decode(out["z"])
-        out.update(self.query_occupancy(out["tokens"], queries))
+        out.update(self.query_occupancy(out["tokens"], queries, anchors=out["anchors"]))
         return out

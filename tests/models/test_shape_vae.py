@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+import dataclasses
+
 from tango3d_core.config import ShapeVAEConfig
-from tango3d_core.models.ops import farthest_point_sample
-from tango3d_core.models.shape_vae import QueryDecoder, ShapeVAE
+from tango3d_core.models.heads import PointFeatureHead
+from tango3d_core.models.ops import farthest_point_sample, gather_points
+from tango3d_core.models.shape_vae import LocalQueryDecoder, QueryDecoder, ShapeVAE, make_query_decoder
 
 CFG = ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
                      enc_self_layers=1, dec_self_layers=1, mlp_ratio=2.0, query_mlp_ratio=1.0, encoder_points=8)
@@ -23,9 +26,10 @@ def test_encode_keys_shapes_and_fps_queries() -> None:
     vae = ShapeVAE(CFG)
     pts, nrm = _cloud()
     out = vae.encode(pts, nrm)
-    assert set(out) == {"mean", "logvar", "z", "query_index"}
+    assert set(out) == {"mean", "logvar", "z", "query_index", "anchors"}
     assert out["mean"].shape == out["logvar"].shape == out["z"].shape == (2, 8, 4)
     assert torch.equal(out["query_index"], farthest_point_sample(pts, 8))
+    assert torch.equal(out["anchors"], gather_points(pts, out["query_index"]))
     assert torch.equal(out["z"], out["mean"])
 
 
@@ -80,3 +84,123 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="tokens"):
         QueryDecoder(width=16, num_heads=2, num_freqs=2, include_pi=True, mlp_ratio=1.0)(
             torch.rand(2, 3, 3), torch.rand(3, 4, 16))
+
+
+# ------------------------------------------------------------------ the "local" query decoder
+LOCAL = dataclasses.replace(CFG, query_decoder="local", local_neighbors=3, local_width=6, local_freqs=2)
+
+
+def _local(seed: int = 0) -> LocalQueryDecoder:
+    torch.manual_seed(seed)
+    dec = make_query_decoder(LOCAL)
+    assert isinstance(dec, LocalQueryDecoder)
+    return dec
+
+
+def _naive_local(dec: LocalQueryDecoder, xyz: torch.Tensor, tokens: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """One query and one neighbour at a time, neighbours found by sorting all distances."""
+    beta = dec.log_beta.exp()
+    rows = []
+    for b in range(xyz.shape[0]):
+        for m in range(xyz.shape[1]):
+            x = xyz[b, m]
+            order = sorted(range(anchors.shape[1]), key=lambda j: float((x - anchors[b, j]).norm()))
+            hs, scores = [], []
+            for j in order[:min(dec.neighbors, anchors.shape[1])]:
+                off = x - anchors[b, j]
+                t = tokens[b, j]
+                h = dec.token_proj(t) + dec.offset_proj(dec.fourier(off)) * (1 + dec.token_gate(t))
+                h = h + dec.mlp(dec.norm(h))
+                hs.append(h)
+                scores.append(dec.score(h)[0] - beta * off.dot(off))
+            w = torch.softmax(torch.stack(scores), dim=0)
+            pooled = (w[:, None] * torch.stack(hs)).sum(0)
+            rows.append(dec.norm_out(dec.out(dec.out_norm(pooled))))
+    return torch.stack(rows).view(xyz.shape[0], xyz.shape[1], -1)
+
+
+def _local_inputs(seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(2, 7, 3, generator=g, dtype=dtype) - 0.5, torch.randn(2, 8, 16, generator=g, dtype=dtype),
+            torch.rand(2, 8, 3, generator=g, dtype=dtype) - 0.5)
+
+
+def test_local_decoder_matches_naive_reference_and_chunks() -> None:
+    dec = _local()
+    xyz, tokens, anchors = _local_inputs()
+    fast = dec(xyz, tokens, anchors=anchors)
+    assert fast.shape == (2, 7, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast, _naive_local(dec, xyz, tokens, anchors), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(dec(xyz, tokens, anchors=anchors, chunk_size=2), fast)
+        perm = torch.randperm(7)
+        torch.testing.assert_close(dec(xyz[:, perm], tokens, anchors=anchors), fast[:, perm])
+        assert dec(xyz[:, :0], tokens, anchors=anchors).shape == (2, 0, 16)
+        # More neighbours than tokens: every token is read.
+        big = make_query_decoder(dataclasses.replace(LOCAL, local_neighbors=50))
+        big.load_state_dict(dec.state_dict())
+        assert big(xyz, tokens, anchors=anchors).shape == (2, 7, 16)
+
+
+def test_local_decoder_reads_only_the_nearest_tokens() -> None:
+    dec = _local()
+    xyz, tokens, anchors = _local_inputs()
+    xyz = xyz[:, :1]
+    base = dec(xyz, tokens, anchors=anchors)
+    dist = torch.cdist(xyz, anchors)[0, 0]
+    far, near = int(dist.argmax()), int(dist.argmin())
+    changed = tokens.clone()
+    changed[0, far] += 10.0
+    torch.testing.assert_close(dec(xyz, changed, anchors=anchors)[0], base[0])  # k=3 of 8: far is unread
+    changed = tokens.clone()
+    changed[0, near] += 10.0
+    assert not torch.allclose(dec(xyz, changed, anchors=anchors)[0], base[0], atol=1e-3)
+
+
+def test_local_decoder_gradients() -> None:
+    dec = _local().double()
+    xyz, tokens, anchors = _local_inputs(dtype=torch.float64)
+    xyz.requires_grad_(True)
+    tokens.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, t: dec(x, t, anchors=anchors), (xyz, tokens), eps=1e-6, atol=1e-5)
+
+
+def test_local_vae_all_parameters_receive_gradients_and_occupancy_is_learnable() -> None:
+    vae = ShapeVAE(dataclasses.replace(LOCAL, local_width=16))
+    pts, nrm = _cloud()
+    out = vae(pts, nrm, torch.rand(2, 5, 3) - 0.5, sample_posterior=True)
+    (out["logits"].sum() + out["logvar"].sum()).backward()
+    assert [n for n, p in vae.named_parameters() if p.grad is None] == []
+    # Inside = below the plane z = 0: one local rule the decoder must fit in a few steps.
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    q = torch.rand(2, 64, 3) - 0.5
+    lab = (q[..., 2] < 0).float()
+    losses = []
+    for _ in range(60):
+        logits = vae(pts, nrm, q)["logits"]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, lab)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_local_decoder_bad_inputs_and_config() -> None:
+    vae = ShapeVAE(LOCAL)
+    pts, nrm = _cloud()
+    tokens = torch.randn(2, 8, 16)
+    with pytest.raises(ValueError, match="anchors"):
+        vae.query_occupancy(tokens, torch.rand(2, 3, 3))
+    with pytest.raises(ValueError, match="do not match"):
+        vae.query_occupancy(tokens, torch.rand(2, 3, 3), anchors=torch.rand(2, 5, 3))
+    with pytest.raises(ValueError, match="query_decoder"):
+        dataclasses.replace(CFG, query_decoder="knn")
+    with pytest.raises(ValueError, match="local_neighbors"):
+        dataclasses.replace(LOCAL, local_neighbors=0)
+    # Old configs (no key) keep the attention decoder.
+    assert ShapeVAEConfig.from_dict({k: v for k, v in CFG.to_dict().items() if k != "query_decoder"}) == CFG
+    head = PointFeatureHead(LOCAL, 4, hidden=8)
+    with pytest.raises(TypeError, match="LocalQueryDecoder from a QueryDecoder"):
+        head.init_from(ShapeVAE(CFG).occ_decoder)

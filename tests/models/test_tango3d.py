@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,10 +17,12 @@ from tango3d_core.models.ops import rotate_z
 from .conftest import micro_config
 
 
-@pytest.fixture
-def model(fake_text) -> Tango3D:
+@pytest.fixture(params=["attention", "local"])
+def model(fake_text, request) -> Tango3D:
+    """The micro model with each query decoder (every forward and API test runs with both)."""
     torch.manual_seed(0)
-    m = Tango3D(micro_config())
+    cfg = micro_config()
+    m = Tango3D(dataclasses.replace(cfg, shape=dataclasses.replace(cfg.shape, query_decoder=request.param)))
     m.set_text_encoder(fake_text())
     return m
 
