@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ShapeVAEConfig
-from .layers import Mlp
+from .layers import FourierEmbedder, Mlp
 from .shape_vae import DEFAULT_QUERY_CHUNK, LocalQueryDecoder, QueryDecoder, make_query_decoder
 
 __all__ = [
@@ -95,13 +95,25 @@ class ImageGlobalHead(nn.Module):
 class PointFeatureHead(nn.Module):
     """Per-point features for any xyz: a second query decoder into the VAE's decoded tokens.
 
-    It has its own cross-attention (so the alignment stage can train it while the occupancy
+    It has its own query decoder (so the alignment stage can train it while the occupancy
     decoder stays fixed); :meth:`init_from` copies the occupancy decoder as a warm start.
+
+    With the "local" decoder a zero-initialised linear map of the query's Fourier-embedded
+    position is added to the decoder's output: the local decoder sees only offsets from nearby
+    anchors, while matching a pixel needs to know where on the whole shape the point lies (the
+    attention decoder has that position in its residual stream).
     """
 
     def __init__(self, shape: ShapeVAEConfig, out_dim: int, *, hidden: int) -> None:
         super().__init__()
         self.query = make_query_decoder(shape)
+        self.position: nn.Linear | None = None
+        if shape.query_decoder == "local":
+            self.position_fourier = FourierEmbedder(shape.num_freqs, include_pi=shape.include_pi)
+            self.position = nn.Linear(self.position_fourier.out_dim, shape.width)
+            # Zero: at the start the head is exactly the copied occupancy decoder plus the MLP.
+            nn.init.zeros_(self.position.weight)
+            nn.init.zeros_(self.position.bias)
         self.mlp = Mlp(shape.width, hidden, out_dim)
 
     def init_from(self, decoder: QueryDecoder | LocalQueryDecoder) -> None:
@@ -114,7 +126,10 @@ class PointFeatureHead(nn.Module):
                 chunk_size: int = DEFAULT_QUERY_CHUNK) -> dict[str, Tensor]:
         """tokens [B, L, W], xyz [B, M, 3] canonical, anchors [B, L, 3] (needed by the "local"
         decoder) -> {"point_features": [B, M, D]}, unit length."""
-        feats = self.mlp(self.query(xyz, tokens, anchors=anchors, chunk_size=chunk_size))
+        feats = self.query(xyz, tokens, anchors=anchors, chunk_size=chunk_size)
+        if self.position is not None:
+            feats = feats + self.position(self.position_fourier(xyz))
+        feats = self.mlp(feats)
         return {"point_features": F.normalize(feats, dim=-1, eps=1e-6)}
 
 

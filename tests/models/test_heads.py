@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,7 +18,7 @@ from tango3d_core.models.heads import (
     ShapeGlobalHead,
     TextProjection,
 )
-from tango3d_core.models.shape_vae import QueryDecoder
+from tango3d_core.models.shape_vae import QueryDecoder, ShapeVAE
 
 SHAPE = ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
                        query_mlp_ratio=1.0, encoder_points=8)
@@ -61,6 +62,23 @@ def test_point_feature_head_and_init_from() -> None:
     assert not torch.allclose(head.query(xyz, tokens), dec(xyz, tokens))
     head.init_from(dec)
     assert torch.allclose(head.query(xyz, tokens), dec(xyz, tokens))
+
+
+def test_local_point_head_adds_a_learned_position_term() -> None:
+    """The local decoder only sees offsets, so the head adds the absolute position; zero at init."""
+    local = dataclasses.replace(SHAPE, query_decoder="local", local_neighbors=3, local_width=6, local_freqs=2)
+    torch.manual_seed(0)
+    head, vae = PointFeatureHead(local, 6, hidden=8), ShapeVAE(local)
+    assert PointFeatureHead(SHAPE, 6, hidden=8).position is None
+    tokens, xyz, anchors = torch.randn(2, 8, 16), torch.rand(2, 9, 3) - 0.5, torch.rand(2, 8, 3) - 0.5
+    head.init_from(vae.occ_decoder)
+    expected = torch.nn.functional.normalize(head.mlp(vae.occ_decoder(xyz, tokens, anchors=anchors)), dim=-1)
+    torch.testing.assert_close(head(tokens, xyz, anchors=anchors)["point_features"], expected)
+    head(tokens, xyz, anchors=anchors)["point_features"][..., 0].sum().backward()
+    assert head.position is not None and head.position.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        head.position.bias.add_(1.0)
+    assert not torch.allclose(head(tokens, xyz, anchors=anchors)["point_features"], expected)
 
 
 def test_text_projection_identity_init() -> None:
