@@ -52,11 +52,7 @@ class QueryDecoder(nn.Module):
                 chunk_size: int = DEFAULT_QUERY_CHUNK) -> Tensor:
         """``anchors`` is accepted for a common interface with :class:`LocalQueryDecoder` and unused."""
         _check_tokens(xyz, tokens)
-        outs = []
-        for start in range(0, max(xyz.shape[1], 1), chunk_size):
-            q = self.proj(self.fourier(xyz[:, start:start + chunk_size]))
-            outs.append(self.norm(self.block(q, tokens)))
-        return torch.cat(outs, dim=1)
+        return _over_chunks(xyz, chunk_size, lambda x: self.norm(self.block(self.proj(self.fourier(x)), tokens)))
 
 
 class LocalQueryDecoder(nn.Module):
@@ -104,10 +100,7 @@ class LocalQueryDecoder(nn.Module):
         k = min(self.neighbors, tokens.shape[1])
         # Projected once per token, gathered per query: cheaper than projecting k copies.
         tok, gate = self.token_proj(tokens), self.token_gate(tokens)
-        outs = []
-        for start in range(0, max(xyz.shape[1], 1), chunk_size):
-            outs.append(self._chunk(xyz[:, start:start + chunk_size], tok, gate, anchors, k))
-        return torch.cat(outs, dim=1)
+        return _over_chunks(xyz, chunk_size, lambda x: self._chunk(x, tok, gate, anchors, k))
 
     def _chunk(self, xyz: Tensor, tok: Tensor, gate: Tensor, anchors: Tensor, k: int) -> Tensor:
         b, m, _ = xyz.shape
@@ -132,6 +125,12 @@ def make_query_decoder(config: ShapeVAEConfig) -> QueryDecoder | LocalQueryDecod
                                  num_freqs=c.local_freqs, include_pi=c.include_pi)
     return QueryDecoder(width=c.width, num_heads=c.num_heads, num_freqs=c.num_freqs, include_pi=c.include_pi,
                         mlp_ratio=c.query_mlp_ratio)
+
+
+def _over_chunks(xyz: Tensor, chunk_size: int, fn) -> Tensor:
+    """``fn`` applied to consecutive slices of ``xyz`` [B, M, 3] along M, concatenated (M = 0 gives
+    one empty slice, so the output still has its feature width)."""
+    return torch.cat([fn(xyz[:, s:s + chunk_size]) for s in range(0, max(xyz.shape[1], 1), chunk_size)], dim=1)
 
 
 def _check_tokens(xyz: Tensor, tokens: Tensor) -> None:
