@@ -167,6 +167,9 @@ ClickCallback = Callable[[int, np.ndarray], None]
 """``callback(slot, point)``: the first hit, in the slot's mesh coordinates."""
 
 
+STOP_THREAD_NAME = "viser-stop"
+
+
 class Viewer:
     """One viser server and its scene. Thread-safe: Gradio handlers and viser callbacks both call in.
 
@@ -207,14 +210,19 @@ class Viewer:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Stop the server (in the background: viser's stop joins its loop thread)."""
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the server. By default in the background (viser's stop joins its loop thread for
+        up to seconds); ``wait=True`` returns only once it has stopped. Threads doing the
+        background stop are named ``STOP_THREAD_NAME``."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._slots.clear()
-        threading.Thread(target=self._server.stop, name="viser-stop", daemon=True).start()
+        stopper = threading.Thread(target=self._server.stop, name=STOP_THREAD_NAME, daemon=True)
+        stopper.start()
+        if wait:
+            stopper.join()
 
     def url(self, hostname: str = "127.0.0.1", *, scheme: str = "http") -> str:
         return f"{scheme}://{hostname}:{self.port}/"

@@ -14,6 +14,21 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _viewers_stopped():
+    """Start each test only once viewers closed in the background have stopped: viser prints
+    "Server stopped" to stdout from its loop thread, and a fixture's teardown in tests/app
+    once put it into the captured output of a JSON-parsing CLI test in tests/data."""
+    import threading
+
+    from app.viewer import STOP_THREAD_NAME
+
+    for t in threading.enumerate():
+        if t.name == STOP_THREAD_NAME:
+            t.join(timeout=15)
+    yield
+
+
 class FakeTextEncoder:
     """Deterministic stand-in for MiniLM (the real one takes ~10 s to load): a hash of the
     string -> a unit vector [384]. ``calls`` records what it was asked to encode."""

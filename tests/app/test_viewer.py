@@ -169,3 +169,19 @@ def test_slots_sit_side_by_side_without_overlap(viewer):
     viewer.clear_from(1)
     assert viewer.slots() == [0]
     assert viewer.screenshot() is None        # no browser connected
+
+
+def test_close_wait_stops_the_server_before_returning(capfd):
+    import socket
+    import threading
+
+    from app.viewer import STOP_THREAD_NAME
+
+    v = Viewer()
+    port = v.port
+    v.close(wait=True)
+    assert not [t for t in threading.enumerate() if t.name == STOP_THREAD_NAME and t.is_alive()]
+    # viser's "Server stopped" has been printed by now, not later into another test's output
+    assert "Server stopped" in capfd.readouterr().out
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
