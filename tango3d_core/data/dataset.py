@@ -59,6 +59,8 @@ One example = one shape + one rendered view; collation stacks the tensors::
     depth          float32 [H, W]     camera-space z (mesh units, shape diagonal 1), 0 off mask
     xyz            float32 [H, W, 3]  surface point per pixel, CANONICAL coords, 0 off mask
     normal         float32 [H, W, 3]  unit normal, canonical coords, 0 off mask
+    normal_camera  float32 [H, W, 3]  the same normal in the camera frame (rows of the
+                                      world-to-camera rotation), 0 off mask
     part_id        int64   [H, W]     -1 off mask
     points         float32 [N, 3]     surface samples, rotated by ``yaw`` about +Z, then
                                       re-normalised: (R_z(yaw) p - shape_center) * shape_scale
@@ -999,6 +1001,8 @@ def _make_example(
         "depth": torch.from_numpy(np.ascontiguousarray(maps["depth"], dtype=np.float32)),
         "xyz": torch.from_numpy(np.ascontiguousarray(maps["xyz"], dtype=np.float32)),
         "normal": torch.from_numpy(np.ascontiguousarray(maps["normal"], dtype=np.float32)),
+        # Crops and resizes change K only, so the view's rotation still maps normals to the camera.
+        "normal_camera": torch.from_numpy(np.ascontiguousarray(maps["normal"] @ R.T.astype(np.float32), dtype=np.float32)),
         "part_id": torch.from_numpy(np.ascontiguousarray(maps["part_id"], dtype=np.int64)),
         "points": torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
         "normals": torch.from_numpy(np.ascontiguousarray(normals, dtype=np.float32)),

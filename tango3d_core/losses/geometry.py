@@ -11,9 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["XyzMode", "geometry_loss"]
+__all__ = ["NormalFrame", "XyzMode", "geometry_loss"]
 
 XyzMode = Literal["canonical", "yaw_invariant"]
+# Which frame the normal target is in: "camera" is what an image shows (shading); "canonical"
+# (the object frame) is ambiguous up to the object's yaw, like xyz. Chosen by the caller, which
+# passes the matching target (batch "normal_camera" or "normal").
+NormalFrame = Literal["camera", "canonical"]
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:

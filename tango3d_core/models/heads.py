@@ -50,7 +50,8 @@ class GeometryHead(nn.Module):
         Returns (at h x w, or ``out_size``):
             depth   [B, H, W]     camera-space z in canonical units (diag 1); only relative depth
                                   is meaningful with the shift-invariant loss
-            normal  [B, H, W, 3]  unit normal, canonical mesh frame
+            normal  [B, H, W, 3]  unit normal in the frame it was trained in (``--normal-frame``:
+                                  the camera's by default, or the canonical mesh frame)
             xyz     [B, H, W, 3]  canonical surface position
         """
         y = self.out(F.gelu(self.conv(dense_features)))

@@ -1,8 +1,8 @@
-"""2D branch: a ViT (ours, or DINOv2 from transformers) plus an upsampling head.
+"""2D branch: a backbone (our ViT or residual CNN, or DINOv2 from transformers) plus an upsampling head.
 
 The encoder maps an RGB image in [0, 1] to
-- a global token (the CLS token),
-- patch tokens on the ViT grid (stride = patch size),
+- a global token (the CLS token; the CNN's is a projection of its mean-pooled last map),
+- patch tokens on the backbone grid (stride = patch size),
 - dense features at stride 4 (or 2), obtained by upsampling the patch tokens and fusing them
   with a small convolutional stem that sees the full-resolution image (so edges stay sharp).
 
@@ -28,6 +28,7 @@ from .layers import SelfAttentionBlock
 
 __all__ = [
     "ViTBackbone",
+    "ConvBackbone",
     "Dinov2Backbone",
     "DenseUpsampler",
     "ImageEncoder",
@@ -85,6 +86,51 @@ class ViTBackbone(nn.Module):
         tokens = self.norm(tokens)
         patch_map = tokens[:, 1:].transpose(1, 2).reshape(b, c, h, w)
         return {"patch_map": patch_map, "global_token": tokens[:, 0]}
+
+
+class _ResBlock(nn.Module):
+    """Pre-norm residual block: x + conv(gelu(norm(conv(gelu(norm(x))))))."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(ch), ch)
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(ch), ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.gelu(self.norm2(self.conv1(F.gelu(self.norm1(x))))))
+
+
+class ConvBackbone(nn.Module):
+    """Residual CNN behind the ``ViTBackbone`` interface.
+
+    Stages of (stride-2 3x3 conv, ``blocks`` residual blocks) with ``channels`` and finally
+    ``width`` channels, so the "patch" map has stride ``2 ** (len(channels) + 1)``. The global
+    token is a linear map of the mean-pooled last map. Convolutions share weights across the
+    image, which is what lets dense geometry be learnt from a few thousand renders; a ViT
+    from scratch needs far more data (docs/experiments/conv_backbone.md).
+    """
+
+    def __init__(self, *, width: int, channels: tuple[int, ...], blocks: int) -> None:
+        super().__init__()
+        self.width = width
+        self.patch_size = 2 ** (len(channels) + 1)
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in (*channels, width):
+            layers.append(nn.Conv2d(c_in, c, 3, stride=2, padding=1))
+            layers.extend(_ResBlock(c) for _ in range(blocks))
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.norm = nn.GroupNorm(_groups(width), width)
+        self.global_proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Same contract as :meth:`ViTBackbone.forward`."""
+        _check_multiple(x, self.patch_size)
+        patch_map = self.norm(self.body(x))
+        return {"patch_map": patch_map, "global_token": self.global_proj(patch_map.mean(dim=(2, 3)))}
 
 
 class Dinov2Backbone(nn.Module):
@@ -295,6 +341,9 @@ def build_image_encoder(config: ImageEncoderConfig, *, load_pretrained: bool = T
             image_size=config.image_size, patch_size=config.patch_size, width=config.width,
             depth=config.depth, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
         )
+        return ImageEncoder(config, backbone), config
+    if config.backbone == "cnn":
+        backbone = ConvBackbone(width=config.width, channels=tuple(config.conv_channels), blocks=config.conv_blocks)
         return ImageEncoder(config, backbone), config
 
     try:

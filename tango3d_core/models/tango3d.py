@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..config import TEXT_EMBED_DIM, Tango3DConfig, get_preset
 from ..losses.dense import pixel_point_infonce
-from ..losses.geometry import XyzMode, geometry_loss
+from ..losses.geometry import NormalFrame, XyzMode, geometry_loss
 from ..losses.global_ import global_alignment_loss
 from ..losses.vae import vae_loss
 from .features import ImageFeatures, ShapeFeatures, as_coords
@@ -171,16 +171,18 @@ class Tango3D(nn.Module):
     # -------------------------------------------------------------- training
     def forward_geometry(self, batch: Mapping[str, Any], *, depth_mode: Literal["shift_invariant", "absolute"]
                          = "shift_invariant", xyz_mode: XyzMode = "canonical",
+                         normal_frame: NormalFrame = "canonical",
                          weights: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         """Stage 0, 2D: geometric heads on the dense features.
 
-        Uses batch ``image``, ``mask``, ``depth``, ``normal``, ``xyz``. Returns predictions
-        ``depth`` [B, H, W], ``normal`` / ``xyz`` [B, H, W, 3] and scalar terms ``loss``,
-        ``loss_depth``, ``loss_normal``, ``loss_xyz`` (see :func:`geometry_loss`, also for
-        ``xyz_mode``).
+        Uses batch ``image``, ``mask``, ``depth``, ``xyz`` and ``normal`` (object frame) or, with
+        ``normal_frame="camera"``, ``normal_camera``. Returns predictions ``depth`` [B, H, W],
+        ``normal`` / ``xyz`` [B, H, W, 3] and scalar terms ``loss``, ``loss_depth``,
+        ``loss_normal``, ``loss_xyz`` (see :func:`geometry_loss`, also for ``xyz_mode``).
         """
         img = self.image_forward(_get(batch, "image", self.device), geometry=True)
-        return self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode, weights=weights)
+        return self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode, normal_frame=normal_frame,
+                                    weights=weights)
 
     def forward_vae(self, batch: Mapping[str, Any], *, kl_weight: float = 1e-3, sample_posterior: bool = True,
                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -220,8 +222,9 @@ class Tango3D(nn.Module):
 
     def forward(self, batch: Mapping[str, Any], *, losses: Mapping[str, float],
                 kl_weight: float = 1e-3, depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
-                xyz_mode: XyzMode = "canonical", num_pixels: int = 256, ignore_radius: float = 0.02,
-                use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                xyz_mode: XyzMode = "canonical", normal_frame: NormalFrame = "canonical", num_pixels: int = 256,
+                ignore_radius: float = 0.02, use_text: bool = True, generator: torch.Generator | None = None
+                ) -> dict[str, Tensor]:
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
         losses  {name: weight} with names from ``LOSS_NAMES`` ("geometry", "vae", "dense",
@@ -245,7 +248,7 @@ class Tango3D(nn.Module):
             enc = self.shape_vae.encode(_get(batch, "points", dev), _get(batch, "normals", dev),
                                         sample_posterior="vae" in active, generator=generator)
         if "geometry" in active:
-            g = self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode)
+            g = self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode, normal_frame=normal_frame)
             scalars.update(geometry=g["loss"], geometry_depth=g["loss_depth"], geometry_normal=g["loss_normal"],
                            geometry_xyz=g["loss_xyz"])
         if "vae" in active:
@@ -271,10 +274,13 @@ class Tango3D(nn.Module):
 
     def _geometry_terms(self, batch: Mapping[str, Any], img: dict[str, Tensor], *,
                         depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
-                        xyz_mode: XyzMode = "canonical",
+                        xyz_mode: XyzMode = "canonical", normal_frame: NormalFrame = "canonical",
                         weights: Mapping[str, float] | None = None) -> dict[str, Tensor]:
         dev = self.device
-        target = {k: _get(batch, k, dev) for k in ("depth", "normal", "xyz")}
+        if normal_frame not in ("camera", "canonical"):
+            raise ValueError(f"normal_frame must be 'camera' or 'canonical', got {normal_frame!r}")
+        target = {k: _get(batch, k, dev) for k in ("depth", "xyz")}
+        target["normal"] = _get(batch, "normal_camera" if normal_frame == "camera" else "normal", dev)
         terms = geometry_loss({k: img[k] for k in ("depth", "normal", "xyz")}, target, _get(batch, "mask", dev),
                               depth_mode=depth_mode, xyz_mode=xyz_mode, weights=weights)
         out = {k: img[k] for k in ("depth", "normal", "xyz")}

@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="object-xyz term of the 2D geometry loss: the smallest L1 over yaws of the prediction "
                         "(default), or plain L1 to the canonical xyz, which makes x and y collapse to the mean "
                         "where the facing direction is not visible (docs/experiments/xyz_collapse.md)")
+    p.add_argument("--normal-frame", default="camera", choices=["camera", "canonical"],
+                   help="frame of the 2D normal target: the camera's (what shading shows; default) or the "
+                        "object's, which an image fixes only up to the object's yaw")
     p.add_argument("--text-table", default=None, metavar="FILE",
                    help="precomputed caption embeddings (python -m tango3d_core.train.text_table) instead of the "
                         "MiniLM, for machines without it; must hold every training caption")
@@ -298,7 +301,8 @@ def train(args: argparse.Namespace) -> Path:
 
         def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss)
+                out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss,
+                        normal_frame=args.normal_frame)
             return {k: v.float() for k, v in out.items()}
 
         t0 = time.time()

@@ -182,6 +182,7 @@ FORMAT = {
     "depth": (torch.float32, lambda H, N, M: (H, H)),
     "xyz": (torch.float32, lambda H, N, M: (H, H, 3)),
     "normal": (torch.float32, lambda H, N, M: (H, H, 3)),
+    "normal_camera": (torch.float32, lambda H, N, M: (H, H, 3)),
     "part_id": (torch.int64, lambda H, N, M: (H, H)),
     "points": (torch.float32, lambda H, N, M: (N, 3)),
     "normals": (torch.float32, lambda H, N, M: (N, 3)),
@@ -214,6 +215,22 @@ def test_examples_follow_sample_format(built: Path):
     assert set(ex["occ_labels"].unique().tolist()) <= {0.0, 1.0}
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch["image"].shape == (4, 3, 24, 24) and len(batch["caption"]) == 4
+
+
+def test_camera_normals_are_the_normals_rotated_into_the_view_and_face_it(built: Path):
+    ds = D.ShardDataset(built, "train", num_points=256, num_occ=64, with_camera=True)  # crop jitter on
+    for i in range(len(ds)):
+        ex = ds[i]
+        m = ex["mask"]
+        R = ex["world_to_cam"][:3, :3].double()
+        t = ex["world_to_cam"][:3, 3].double()
+        n_cam = ex["normal_camera"].double()
+        torch.testing.assert_close(n_cam[m], ex["normal"][m].double() @ R.T, atol=1e-5, rtol=0)
+        assert (n_cam[~m] == 0).all()
+        # Every visible surface faces the camera: the normal points against the viewing ray.
+        p_cam = ex["xyz"][m].double() @ R.T + t
+        facing = ((n_cam[m] * p_cam).sum(-1) < 0).double().mean()
+        assert facing > 0.97, (i, float(facing))
 
 
 def test_shard_dataset_in_dataloader_workers(built: Path):

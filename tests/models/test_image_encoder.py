@@ -9,6 +9,7 @@ from PIL import Image
 
 from tango3d_core.config import ImageEncoderConfig
 from tango3d_core.models.image_encoder import (
+    ConvBackbone,
     DenseUpsampler,
     ViTBackbone,
     build_image_encoder,
@@ -39,6 +40,75 @@ def test_vit_rejects_non_multiple() -> None:
         _vit()(torch.randn(1, 3, 30, 32))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         _vit()(torch.randn(1, 1, 32, 32))
+
+
+def _cnn_config(**kw) -> ImageEncoderConfig:
+    base = dict(backbone="cnn", image_size=32, patch_size=8, width=16, conv_channels=(8, 8), conv_blocks=1,
+                dense_width=8)
+    return ImageEncoderConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (48, 16), (8, 40)])
+def test_cnn_any_multiple_of_patch(hw: tuple[int, int]) -> None:
+    enc, resolved = build_image_encoder(_cnn_config())
+    assert isinstance(enc.backbone, ConvBackbone) and enc.patch_size == 8 and resolved == _cnn_config()
+    out = enc(torch.rand(2, 3, *hw))
+    assert out["patch_map"].shape == (2, 16, hw[0] // 8, hw[1] // 8)
+    assert out["global_token"].shape == (2, 16)
+    assert out["dense_features"].shape == (2, 8, hw[0] // 4, hw[1] // 4)
+
+
+def test_cnn_matches_a_naive_stage_by_stage_reference() -> None:
+    torch.manual_seed(0)
+    net = ConvBackbone(width=16, channels=(8,), blocks=1)
+    x = torch.randn(1, 3, 16, 12)
+    y = x
+    for layer in net.body:  # conv s2, block, conv s2, block
+        if isinstance(layer, torch.nn.Conv2d):
+            y = torch.nn.functional.conv2d(y, layer.weight, layer.bias, stride=2, padding=1)
+        else:
+            y = y + layer.conv2(torch.nn.functional.gelu(layer.norm2(layer.conv1(torch.nn.functional.gelu(layer.norm1(y))))))
+    ref = net.norm(y)
+    out = net(x)
+    assert out["patch_map"].shape == (1, 16, 4, 3)
+    torch.testing.assert_close(out["patch_map"], ref)
+    torch.testing.assert_close(out["global_token"], net.global_proj(ref.mean(dim=(2, 3))))
+
+
+def test_cnn_is_translation_equivariant_in_the_interior() -> None:
+    # shared weights: a shift by one patch stride shifts the patch map by one cell (away from
+    # the zero-padded border); this is the property a ViT with position embeddings lacks
+    torch.manual_seed(0)
+    net = ConvBackbone(width=8, channels=(8,), blocks=0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    shifted = torch.roll(x, shifts=4, dims=-1)
+    a = net.body(x)
+    b = net.body(shifted)
+    torch.testing.assert_close(b[..., 4:12, 4:12], a[..., 4:12, 3:11], atol=1e-5, rtol=1e-5)
+
+
+def test_cnn_gradients_reach_all_parameters() -> None:
+    enc, _ = build_image_encoder(_cnn_config())
+    out = enc(torch.rand(1, 3, 16, 24))
+    (out["dense_features"].square().mean() + out["global_token"].square().mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def test_cnn_config_validation() -> None:
+    with pytest.raises(ValueError, match="set patch_size=16"):
+        _cnn_config(conv_channels=(8, 8, 8))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        _cnn_config(conv_channels=(12, 8))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        _cnn_config(width=12)
+    with pytest.raises(ValueError, match="conv_blocks"):
+        _cnn_config(conv_blocks=-1)
+    with pytest.raises(ValueError, match="'vit', 'cnn' or 'dinov2'"):
+        _cnn_config(backbone="resnet")
+    cfg = _cnn_config()
+    assert ImageEncoderConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="multiples of the patch size 8"):
+        build_image_encoder(cfg)[0](torch.rand(1, 3, 30, 32))
 
 
 @pytest.mark.parametrize("stride", [2, 4])

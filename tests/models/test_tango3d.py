@@ -42,6 +42,7 @@ def make_batch(b: int = 2, h: int = 32, w: int = 32, n: int = 64, m: int = 20, s
         "depth": torch.rand(b, h, w, generator=g) * mask,
         "xyz": xyz,
         "normal": normal,
+        "normal_camera": normal.flip(-1),  # any other unit field: the tests only tell the two apart
         "points": rotate_z(canonical, yaw),
         "normals": rotate_z(torch.nn.functional.normalize(canonical, dim=-1), yaw),
         "yaw": yaw,
@@ -89,6 +90,24 @@ def test_forward_geometry_yaw_invariant_xyz(model: Tango3D) -> None:
     assert float(inv["loss_depth"]) == pytest.approx(float(canon["loss_depth"]))
     total = model(batch, losses={"geometry": 1.0}, xyz_mode="yaw_invariant")
     assert float(total["geometry_xyz"]) == pytest.approx(float(inv["loss_xyz"]), rel=1e-5)
+
+
+def test_forward_geometry_normal_frame_picks_the_target(model: Tango3D) -> None:
+    batch = make_batch()
+    with torch.no_grad():
+        canon = model.forward_geometry(batch)
+        cam = model.forward_geometry(batch, normal_frame="camera")
+        m = batch["mask"]
+        want = (1 - torch.nn.functional.cosine_similarity(cam["normal"][m], batch["normal_camera"][m], dim=-1)).mean()
+        assert float(cam["loss_normal"]) == pytest.approx(float(want), rel=1e-5)
+        assert float(cam["loss_normal"]) != pytest.approx(float(canon["loss_normal"]), rel=1e-3)
+        assert float(cam["loss_xyz"]) == pytest.approx(float(canon["loss_xyz"]))
+        total = model(batch, losses={"geometry": 1.0}, normal_frame="camera")
+        assert float(total["geometry_normal"]) == pytest.approx(float(cam["loss_normal"]), rel=1e-5)
+    with pytest.raises(ValueError, match="normal_frame"):
+        model.forward_geometry(batch, normal_frame="world")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="normal_camera"):
+        model.forward_geometry({k: v for k, v in batch.items() if k != "normal_camera"}, normal_frame="camera")
 
 
 def test_forward_vae(model: Tango3D) -> None:
