@@ -139,7 +139,7 @@ class ImageEncoderConfig(_JsonConfig):
     hf_config: dict[str, Any] | None = None
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    conv_channels: tuple[int, ...] = (32, 64, 128)
+    conv_channels: tuple[int, ...] = (16, 32, 64)
     conv_blocks: int = 2
 
     def __post_init__(self) -> None:
@@ -273,7 +273,7 @@ class Tango3DConfig(_JsonConfig):
 PRESETS: dict[str, Tango3DConfig] = {
     "tiny": Tango3DConfig(
         image=ImageEncoderConfig(
-            backbone="cnn", image_size=224, patch_size=16, width=192, conv_channels=(32, 64, 128), conv_blocks=2,
+            backbone="cnn", image_size=224, patch_size=16, width=192, conv_channels=(16, 32, 64), conv_blocks=2,
             dense_width=64,
         ),
         shape=ShapeVAEConfig(
