@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..config import Tango3DConfig, get_preset
 from ..data.dataset import ShardDataset, build_shards
-from ..models.checkpoint import load_state_dict_strict, save_checkpoint
+from ..models.checkpoint import load_state_dict_strict, read_checkpoint_config, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
 from .stages import StageSpec, default_schedule, warmup_steps
@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny", help="model preset: tiny (CPU, bundled) or base (GPU)")
     p.add_argument("--model-config", default=None,
-                   help="JSON model config replacing the preset's architecture (the schedule still follows --preset)")
+                   help="JSON model config replacing the preset's architecture (the schedule still follows --preset); "
+                        "or a checkpoint directory, whose architecture is reused (e.g. to retrain a bundled baseline "
+                        "after the preset changed)")
     p.add_argument("--out", default="runs/tiny", help="run directory (stages, logs, resumable state)")
     p.add_argument("--data", default="data_cache/train", help="shard directory; built here if missing")
     p.add_argument("--shapes-per-category", type=int, default=40, help="training shapes per category")
@@ -192,6 +194,18 @@ def _load_weights(model: torch.nn.Module, directory: Path) -> None:
     load_state_dict_strict(model, state)
 
 
+def model_config_from(path: str | Path) -> Tango3DConfig:
+    """The architecture in ``path``: a JSON ``Tango3DConfig`` file, or a checkpoint directory
+    (its ``config.json``'s ``model_config``; no weights are read)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_checkpoint_config(path)[0]
+    try:
+        return Tango3DConfig.from_json(path.read_text())
+    except OSError as e:
+        raise SystemExit(f"--model-config: cannot read {path}: {e}") from e
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run (every option spelled out; flags without a value)."""
     parts = ["python -m tango3d_core.train"]
@@ -257,7 +271,7 @@ def train(args: argparse.Namespace) -> Path:
         _reuse_pretrain(Path(args.reuse_pretrain), out)
     if dist.is_initialized():
         dist.barrier()
-    cfg = Tango3DConfig.from_json(Path(args.model_config).read_text()) if args.model_config else get_preset(args.preset)
+    cfg = model_config_from(args.model_config) if args.model_config else get_preset(args.preset)
     image_size = args.image_size or args.resolution
     cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
     model: Tango3D = build_model(cfg).to(device)

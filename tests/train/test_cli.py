@@ -199,3 +199,18 @@ def test_stage_steps_rejects_bad_text(bad, msg):
         parse_args(["--stage-steps", bad])
     with pytest.raises(SystemExit):
         parse_args(["--slow-lr-scale", "0"])
+
+
+def test_model_config_from_a_json_file_or_a_checkpoint_directory(tmp_path: Path):
+    from tango3d_core.config import toy_config
+    from tango3d_core.models import build_model, save_checkpoint
+    from tango3d_core.train.cli import model_config_from
+
+    cfg = toy_config("micro", name="from-ckpt")
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    assert model_config_from(tmp_path / "c.json") == cfg
+    ckpt = save_checkpoint(build_model(cfg), tmp_path / "ckpt")
+    assert model_config_from(ckpt) == cfg
+    assert model_config_from(str(ckpt)) != get_preset("tiny")
+    with pytest.raises(SystemExit, match="cannot read"):
+        model_config_from(tmp_path / "missing.json")
