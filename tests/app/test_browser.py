@@ -336,10 +336,13 @@ def test_3d_to_3d_click_mask_transfer_and_export_through_the_single_port(running
         assert [p.name for p in session.exports.files()] == [download.value.suggested_filename]
 
         # 5) a screenshot export is rendered by the connected browser (through the proxy)
+        before = (client.camera.image_width, client.camera.image_height)
         shot = app.explorer.export(session, "png")
         with Image.open(shot) as im:
-            cam = client.camera
-            assert im.size == (cam.image_width, cam.image_height)
+            # rendered at the canvas size the client reported when the export asked; a late
+            # layout reflow can resize the canvas in between (seen once under load in CI)
+            after = (client.camera.image_width, client.camera.image_height)
+            assert im.size in {before, after}
             assert np.asarray(im.convert("RGB")).std() > 5        # not a blank frame
     finally:
         page.close()
