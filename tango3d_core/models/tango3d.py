@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..config import TEXT_EMBED_DIM, Tango3DConfig, get_preset
-from ..losses.dense import pixel_point_infonce
+from ..losses.dense import DenseTarget, pixel_point_infonce
 from ..losses.geometry import NormalFrame, XyzMode, geometry_loss
 from ..losses.global_ import global_alignment_loss
 from ..losses.vae import vae_loss
@@ -197,12 +197,14 @@ class Tango3D(nn.Module):
         return self._vae_terms(batch, enc, kl_weight=kl_weight)
 
     def forward_align(self, batch: Mapping[str, Any], *, num_pixels: int = 256, ignore_radius: float = 0.02,
+                      dense_target: DenseTarget = "exact", dense_sigma: float = 0.03,
                       use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Stages 1-3: dense pixel-point InfoNCE and global image/shape/text contrast.
 
         Samples ``num_pixels`` masked pixels per image; each pixel's feature is bilinearly
         sampled from the dense map, and its point feature is queried at R_z(yaw) @ xyz[pixel]
-        on the (rotated) shape. Text comes from ``text_embedding`` [B, 384] when the batch has
+        on the (rotated) shape; ``dense_target`` / ``dense_sigma`` choose the one-hot or the
+        Gaussian soft target of ``losses.dense.pixel_point_infonce``. Text comes from ``text_embedding`` [B, 384] when the batch has
         it, else from ``caption`` through the frozen text model.
 
         Returns ``pixel_features`` / ``point_features`` [B, P, D], ``valid`` [B, P], the sampled
@@ -215,7 +217,7 @@ class Tango3D(nn.Module):
         img = self.image_forward(_get(batch, "image", self.device))
         shp = self.shape_forward(_get(batch, "points", self.device), _get(batch, "normals", self.device))
         out = self._dense_terms(batch, img, shp, num_pixels=num_pixels, ignore_radius=ignore_radius,
-                                generator=generator)
+                                target=dense_target, sigma=dense_sigma, generator=generator)
         out.update(self._global_terms(batch, img, shp, use_text=use_text))
         out["loss"] = out["loss_dense"] + out["loss_global"]
         return out
@@ -223,8 +225,8 @@ class Tango3D(nn.Module):
     def forward(self, batch: Mapping[str, Any], *, losses: Mapping[str, float],
                 kl_weight: float = 1e-3, depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
                 xyz_mode: XyzMode = "canonical", normal_frame: NormalFrame = "canonical", num_pixels: int = 256,
-                ignore_radius: float = 0.02, use_text: bool = True, generator: torch.Generator | None = None
-                ) -> dict[str, Tensor]:
+                ignore_radius: float = 0.02, dense_target: DenseTarget = "exact", dense_sigma: float = 0.03,
+                use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
         losses  {name: weight} with names from ``LOSS_NAMES`` ("geometry", "vae", "dense",
@@ -262,8 +264,9 @@ class Tango3D(nn.Module):
             shp.update(self.shape_global_head(shp["tokens"]))
             if "dense" in active:
                 d = self._dense_terms(batch, img, shp, num_pixels=num_pixels, ignore_radius=ignore_radius,
-                                      generator=generator)
+                                      target=dense_target, sigma=dense_sigma, generator=generator)
                 scalars.update(dense=d["loss_dense"], dense_accuracy=d["dense_accuracy"],
+                               dense_accuracy_sigma=d["dense_accuracy_sigma"],
                                logit_scale_dense=d["logit_scale_dense"])
             if "global" in active:
                 gl = self._global_terms(batch, img, shp, use_text=use_text)
@@ -298,7 +301,8 @@ class Tango3D(nn.Module):
                 "occ_iou": terms["iou"]}
 
     def _dense_terms(self, batch: Mapping[str, Any], img: dict[str, Tensor], shp: dict[str, Tensor], *,
-                     num_pixels: int, ignore_radius: float, generator: torch.Generator | None) -> dict[str, Tensor]:
+                     num_pixels: int, ignore_radius: float, target: DenseTarget = "exact", sigma: float = 0.03,
+                     generator: torch.Generator | None) -> dict[str, Tensor]:
         dev = self.device
         mask = _get(batch, "mask", dev).bool()
         xyz_map = _get(batch, "xyz", dev)
@@ -317,10 +321,11 @@ class Tango3D(nn.Module):
         shape_ids = batch.get("shape_index")
         terms = pixel_point_infonce(pix, pts, logit_scale=scale, valid=valid, positions=canonical,
                                     shape_ids=None if shape_ids is None else torch.as_tensor(shape_ids, device=dev).reshape(b),
-                                    ignore_radius=ignore_radius)
+                                    ignore_radius=ignore_radius, target=target, sigma=sigma)
         return {"pixel_features": pix, "point_features": pts, "valid": valid, "pixel_xy": xy, "point_xyz": query,
                 "loss_dense": terms["loss"],
-                "dense_accuracy": terms["accuracy"], "logit_scale_dense": scale.detach()}
+                "dense_accuracy": terms["accuracy"], "dense_accuracy_sigma": terms["accuracy_sigma"],
+                "logit_scale_dense": scale.detach()}
 
     def _global_terms(self, batch: Mapping[str, Any], img: dict[str, Tensor], shp: dict[str, Tensor], *,
                       use_text: bool) -> dict[str, Tensor]:

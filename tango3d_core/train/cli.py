@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--normal-frame", default="camera", choices=["camera", "canonical"],
                    help="frame of the 2D normal target: the camera's (what shading shows; default) or the "
                         "object's, which an image fixes only up to the object's yaw")
+    p.add_argument("--dense-target", default="exact", choices=["exact", "gaussian"],
+                   help="target of the dense pixel-point InfoNCE: one-hot on the paired point, or a Gaussian "
+                        "of the surface distance over the same shape's points (--dense-sigma)")
+    p.add_argument("--dense-sigma", type=float, default=0.03, metavar="D",
+                   help="width of the Gaussian dense target, in shape units (procedural shapes have a "
+                        "bounding-box diagonal of 1)")
     p.add_argument("--text-table", default=None, metavar="FILE",
                    help="precomputed caption embeddings (python -m tango3d_core.train.text_table) instead of the "
                         "MiniLM, for machines without it; must hold every training caption")
@@ -93,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--stage-steps: {e}")
     if args.slow_lr_scale is not None and not 0.0 < args.slow_lr_scale <= 1.0:
         p.error(f"--slow-lr-scale must be in (0, 1], got {args.slow_lr_scale}")
+    if not args.dense_sigma > 0.0:
+        p.error(f"--dense-sigma must be positive, got {args.dense_sigma}")
     return args
 
 
@@ -316,7 +324,8 @@ def train(args: argparse.Namespace) -> Path:
         def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss,
-                        normal_frame=args.normal_frame)
+                        normal_frame=args.normal_frame, dense_target=args.dense_target,
+                        dense_sigma=args.dense_sigma)
             return {k: v.float() for k, v in out.items()}
 
         t0 = time.time()

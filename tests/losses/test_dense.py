@@ -101,3 +101,82 @@ def test_bad_inputs() -> None:
         pixel_point_infonce(torch.randn(2, 3, 4), torch.randn(2, 3, 5), logit_scale=1.0)
     with pytest.raises(ValueError, match="positions"):
         pixel_point_infonce(torch.randn(1, 3, 4), torch.randn(1, 3, 4), logit_scale=1.0, ignore_radius=0.1)
+    with pytest.raises(ValueError, match="target"):
+        pixel_point_infonce(torch.randn(1, 3, 4), torch.randn(1, 3, 4), logit_scale=1.0, target="soft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positions and sigma"):
+        pixel_point_infonce(torch.randn(1, 3, 4), torch.randn(1, 3, 4), logit_scale=1.0, target="gaussian")
+    with pytest.raises(ValueError, match="positions and sigma"):
+        pixel_point_infonce(torch.randn(1, 3, 4), torch.randn(1, 3, 4), logit_scale=1.0, target="gaussian",
+                            positions=torch.zeros(1, 3, 3), sigma=0.0)
+
+
+def _naive_gaussian(pix, pts, scale, valid, pos, ids, sigma):
+    """Soft-target cross-entropy, one row at a time: target_j ~ exp(-d_ij^2 / 2 sigma^2) on the same shape."""
+    rows = [(b, i) for b in range(pix.shape[0]) for i in range(pix.shape[1]) if valid[b, i]]
+    def ce(query, keys):
+        total = 0.0
+        for b, i in rows:
+            logits = [scale * float(query[b, i] @ keys[b2, j]) for b2, j in rows]
+            m = max(logits)
+            lse = m + math.log(sum(math.exp(v - m) for v in logits))
+            w = [math.exp(-float((pos[b, i] - pos[b2, j]).norm()) ** 2 / (2 * sigma**2)) if ids[b] == ids[b2] else 0.0
+                 for b2, j in rows]
+            total += sum(wj / sum(w) * (lse - lj) for wj, lj in zip(w, logits))
+        return total / len(rows)
+    return ce(pix, pts), ce(pts, pix)
+
+
+def test_gaussian_target_matches_naive_reference() -> None:
+    g = torch.Generator().manual_seed(2)
+    b, p, d = 3, 5, 4
+    pix = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
+    pts = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
+    valid = torch.rand(b, p, generator=g) > 0.25
+    pos = torch.rand(b, p, 3, generator=g)
+    ids = torch.tensor([7, 3, 7])
+    out = pixel_point_infonce(pix, pts, logit_scale=5.0, valid=valid, positions=pos, shape_ids=ids,
+                              target="gaussian", sigma=0.3)
+    p2q, q2p = _naive_gaussian(pix, pts, 5.0, valid, pos, ids, 0.3)
+    assert math.isclose(float(out["pixel_to_point"]), p2q, rel_tol=1e-5)
+    assert math.isclose(float(out["point_to_pixel"]), q2p, rel_tol=1e-5)
+
+
+def test_gaussian_target_narrow_sigma_is_the_one_hot_loss() -> None:
+    g = torch.Generator().manual_seed(3)
+    pix = torch.randn(2, 4, 3, generator=g)
+    pts = torch.randn(2, 4, 3, generator=g)
+    pos = torch.rand(2, 4, 3, generator=g)  # distinct points, far apart relative to sigma
+    soft = pixel_point_infonce(pix, pts, logit_scale=2.0, positions=pos, target="gaussian", sigma=1e-4)
+    hard = pixel_point_infonce(pix, pts, logit_scale=2.0)
+    assert torch.allclose(soft["loss"], hard["loss"], atol=1e-6)
+
+
+def test_gaussian_target_rewards_a_near_miss_and_counts_it() -> None:
+    # Three orthogonal point features; point 1 lies 0.01 from point 0, point 2 is far away.
+    pts = torch.eye(3)[None]
+    pos = torch.tensor([[[0.0, 0.0, 0.0], [0.01, 0.0, 0.0], [0.5, 0.0, 0.0]]])
+
+    def pixel_0_looks_like(j: int) -> torch.Tensor:
+        pix = torch.eye(3)[None].clone()
+        pix[0, 0] = torch.eye(3)[j]
+        return pix
+
+    near, far = pixel_0_looks_like(1), pixel_0_looks_like(2)
+    hard = [pixel_point_infonce(x, pts, logit_scale=10.0, positions=pos)["pixel_to_point"] for x in (near, far)]
+    assert torch.allclose(hard[0], hard[1])  # the one-hot target cannot tell a near miss from a far one
+    soft = [pixel_point_infonce(x, pts, logit_scale=10.0, positions=pos, target="gaussian", sigma=0.05)
+            for x in (near, far)]
+    assert float(soft[0]["pixel_to_point"]) < float(soft[1]["pixel_to_point"]) - 1.0
+    assert math.isclose(float(soft[0]["accuracy"]), 2 / 3, rel_tol=1e-6)  # pixel 0's best is point 1, not 0
+    assert float(soft[0]["accuracy_sigma"]) == 1.0  # ... which is within sigma
+    assert math.isclose(float(soft[1]["accuracy_sigma"]), 2 / 3, rel_tol=1e-6)
+
+
+def test_gaussian_target_gradient_matches_finite_differences() -> None:
+    g = torch.Generator().manual_seed(4)
+    pix = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    pts = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    pos = torch.rand(2, 3, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda a, c: pixel_point_infonce(a, c, logit_scale=3.0, positions=pos, target="gaussian", sigma=0.4)["loss"],
+        (pix, pts))

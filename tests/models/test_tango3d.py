@@ -164,6 +164,18 @@ def test_forward_combined_losses(model: Tango3D) -> None:
         model(make_batch(), losses={"dense": 0.0})
 
 
+def test_forward_dense_target_choice(model: Tango3D) -> None:
+    batch = make_batch()
+    exact = model(batch, losses={"dense": 1.0}, generator=torch.Generator().manual_seed(0))
+    soft = model(batch, losses={"dense": 1.0}, dense_target="gaussian", dense_sigma=0.3,
+                 generator=torch.Generator().manual_seed(0))
+    # same sampled pixels and features, different targets: the losses differ
+    assert not torch.allclose(exact["dense"], soft["dense"])
+    assert float(soft["dense_accuracy_sigma"]) >= float(soft["dense_accuracy"])
+    with pytest.raises(ValueError, match="target"):
+        model(batch, losses={"dense": 1.0}, dense_target="soft")  # type: ignore[arg-type]
+
+
 def test_missing_batch_key_is_clear(model: Tango3D) -> None:
     batch = make_batch()
     del batch["yaw"]

@@ -199,6 +199,8 @@ def test_stage_steps_rejects_bad_text(bad, msg):
         parse_args(["--stage-steps", bad])
     with pytest.raises(SystemExit):
         parse_args(["--slow-lr-scale", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--dense-sigma", "0"])
 
 
 def test_model_config_from_a_json_file_or_a_checkpoint_directory(tmp_path: Path):
