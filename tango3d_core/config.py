@@ -151,8 +151,6 @@ class ImageEncoderConfig(_JsonConfig):
         _check(len(self.pixel_mean) == 3 and len(self.pixel_std) == 3, "pixel_mean/std need 3 values")
         if self.backbone == "vit":
             _check(self.patch_size >= 2, f"patch_size must be >= 2, got {self.patch_size}")
-            _check(self.image_size % self.patch_size == 0,
-                   f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
             _check(self.width % self.num_heads == 0,
                    f"width {self.width} must be divisible by num_heads {self.num_heads}")
             _check(self.depth >= 1, "depth must be >= 1")
@@ -165,11 +163,12 @@ class ImageEncoderConfig(_JsonConfig):
             _check(self.patch_size == stride,
                    f"a 'cnn' with {len(self.conv_channels)} conv_channels has stride {stride}; "
                    f"set patch_size={stride} (got {self.patch_size})")
-            _check(self.image_size % self.patch_size == 0,
-                   f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         else:
             _check(self.hf_path is not None or self.hf_config is not None,
                    "backbone 'dinov2' needs hf_path (a local directory) or hf_config")
+        if self.backbone != "dinov2":  # a DINOv2's patch comes from its own config
+            _check(self.image_size % self.patch_size == 0,
+                   f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,19 @@ def test_invalid_configs_raise(make) -> None:
         make()
 
 
+@pytest.mark.parametrize("backbone", ["vit", "cnn"])
+def test_image_size_must_be_a_multiple_of_the_patch(backbone) -> None:
+    with pytest.raises(ValueError, match="multiple of patch_size 16"):
+        ImageEncoderConfig(backbone=backbone, image_size=100, patch_size=16)
+    assert ImageEncoderConfig(backbone=backbone, image_size=96, patch_size=16).image_size == 96
+
+
+def test_dinov2_ignores_our_patch_size() -> None:
+    # its patch comes from the transformers config, so our field cannot veto the image size
+    cfg = ImageEncoderConfig(backbone="dinov2", hf_config={"patch_size": 14}, image_size=100, patch_size=16)
+    assert cfg.image_size == 100
+
+
 def test_global_dim_free_with_projection() -> None:
     assert Tango3DConfig(global_dim=128, text_projection="linear").global_dim == 128
 
