@@ -154,3 +154,11 @@ def test_dinov2_checkpoint_rebuilds_without_the_hf_directory(tmp_path) -> None:
     loaded = load_model(path)
     again = loaded.encode_image(Image.new("RGB", (37, 91), (200, 10, 10)))
     assert torch.equal(feats.dense, again.dense)
+
+
+def test_readme_quotes_the_build_command() -> None:
+    # the error for a missing checkpoint and the README's training section must name one command
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert BUILD_COMMAND in readme

@@ -41,8 +41,9 @@ def test_bundled_checkpoint_was_trained_with_the_default_tiny_schedule():
     assert recorded == json.loads(json.dumps([dataclasses.asdict(s) for s in default_schedule("tiny")]))
 
 
-def test_canonical_xyz_baseline_command_reproduces_its_schedule():
-    """Its rebuild command spells out the older split; that must give the schedule it recorded."""
+@pytest.mark.parametrize("name", ["canonical-xyz", "single-stage", "global-only"])
+def test_baseline_command_reproduces_its_schedule(name):
+    """A baseline's rebuild command spells out its older steps; they must give the schedule it recorded."""
     import dataclasses
     import json
     from pathlib import Path
@@ -50,7 +51,7 @@ def test_canonical_xyz_baseline_command_reproduces_its_schedule():
     from tango3d_core.models.checkpoint import BASELINE_BUILD_COMMANDS
     from tango3d_core.train.cli import parse_args, resolve_schedule
 
-    sched = resolve_schedule(parse_args(BASELINE_BUILD_COMMANDS["canonical-xyz"].split()[3:]))
-    cfg = Path(__file__).resolve().parents[2] / "assets" / "baselines" / "canonical-xyz" / "config.json"
+    sched = resolve_schedule(parse_args(BASELINE_BUILD_COMMANDS[name].split()[3:]))
+    cfg = Path(__file__).resolve().parents[2] / "assets" / "baselines" / name / "config.json"
     recorded = json.loads(cfg.read_text())["extra"]["schedule"]
     assert recorded == json.loads(json.dumps([dataclasses.asdict(s) for s in sched]))
