@@ -50,14 +50,19 @@ def _naive(pix, pts, scale, valid, pos, ids, radius):
     return p2q, q2p
 
 
-def test_matches_naive_reference_with_mask_and_ignore_radius() -> None:
-    g = torch.Generator().manual_seed(0)
+def _random_batch(seed: int):
+    """Unit features [3, 5, 4], a random validity mask, positions, and items 0 and 2 the same shape."""
+    g = torch.Generator().manual_seed(seed)
     b, p, d = 3, 5, 4
     pix = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
     pts = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
     valid = torch.rand(b, p, generator=g) > 0.25
     pos = torch.rand(b, p, 3, generator=g)
-    ids = torch.tensor([7, 3, 7])  # items 0 and 2 are the same shape
+    return pix, pts, valid, pos, torch.tensor([7, 3, 7])
+
+
+def test_matches_naive_reference_with_mask_and_ignore_radius() -> None:
+    pix, pts, valid, pos, ids = _random_batch(0)
     out = pixel_point_infonce(pix, pts, logit_scale=5.0, valid=valid, positions=pos, shape_ids=ids, ignore_radius=0.5)
     p2q, q2p = _naive(pix, pts, 5.0, valid, pos, ids, 0.5)
     assert math.isclose(float(out["pixel_to_point"]), p2q, rel_tol=1e-5)
@@ -127,13 +132,7 @@ def _naive_gaussian(pix, pts, scale, valid, pos, ids, sigma):
 
 
 def test_gaussian_target_matches_naive_reference() -> None:
-    g = torch.Generator().manual_seed(2)
-    b, p, d = 3, 5, 4
-    pix = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
-    pts = torch.nn.functional.normalize(torch.randn(b, p, d, generator=g), dim=-1)
-    valid = torch.rand(b, p, generator=g) > 0.25
-    pos = torch.rand(b, p, 3, generator=g)
-    ids = torch.tensor([7, 3, 7])
+    pix, pts, valid, pos, ids = _random_batch(2)
     out = pixel_point_infonce(pix, pts, logit_scale=5.0, valid=valid, positions=pos, shape_ids=ids,
                               target="gaussian", sigma=0.3)
     p2q, q2p = _naive_gaussian(pix, pts, 5.0, valid, pos, ids, 0.3)
