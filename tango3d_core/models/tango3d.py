@@ -204,13 +204,14 @@ class Tango3D(nn.Module):
         Samples ``num_pixels`` masked pixels per image; each pixel's feature is bilinearly
         sampled from the dense map, and its point feature is queried at R_z(yaw) @ xyz[pixel]
         on the (rotated) shape; ``dense_target`` / ``dense_sigma`` choose the one-hot or the
-        Gaussian soft target of ``losses.dense.pixel_point_infonce``. Text comes from ``text_embedding`` [B, 384] when the batch has
-        it, else from ``caption`` through the frozen text model.
+        Gaussian soft target of ``losses.dense.pixel_point_infonce``. Text comes from
+        ``text_embedding`` [B, 384] when the batch has it, else from ``caption`` through the
+        frozen text model.
 
         Returns ``pixel_features`` / ``point_features`` [B, P, D], ``valid`` [B, P], the sampled
         ``pixel_xy`` [B, P, 2] (x, y) and the rotated ``point_xyz`` [B, P, 3] they were queried at,
         ``image_global`` / ``shape_global`` / ``text_global`` [B, G] and scalar terms
-        ``loss`` (dense + global), ``loss_dense``, ``loss_global``, ``dense_accuracy``,
+        ``loss`` (dense + global), ``loss_dense``, ``loss_global``, ``dense_accuracy``, ``dense_accuracy_sigma``,
         ``global_image_shape`` / ``global_image_text`` / ``global_shape_text``,
         ``logit_scale_dense``, ``logit_scale_global``.
         """
