@@ -17,15 +17,17 @@ the features on telling apart neighbours that no metric distinguishes.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DenseTarget", "pixel_point_infonce"]
+__all__ = ["DENSE_SIGMA", "DENSE_TARGETS", "DenseTarget", "pixel_point_infonce"]
 
 DenseTarget = Literal["exact", "gaussian"]
+DENSE_TARGETS: tuple[str, ...] = get_args(DenseTarget)
+DENSE_SIGMA = 0.03  # default Gaussian width, shape units (a bbox diagonal is 1)
 
 
 def pixel_point_infonce(
@@ -38,7 +40,7 @@ def pixel_point_infonce(
     shape_ids: Tensor | None = None,
     ignore_radius: float = 0.0,
     target: DenseTarget = "exact",
-    sigma: float = 0.04,
+    sigma: float = DENSE_SIGMA,
 ) -> dict[str, Tensor]:
     """Symmetric InfoNCE between matched pixel and point features.
 
@@ -64,7 +66,7 @@ def pixel_point_infonce(
         accuracy_sigma  share of pixels whose best point is on the same shape within ``sigma``
                         of the positive (no gradient; equals ``accuracy`` without positions)
     """
-    if target not in ("exact", "gaussian"):
+    if target not in DENSE_TARGETS:
         raise ValueError(f"target must be 'exact' or 'gaussian', not {target!r}")
     if target == "gaussian" and (positions is None or not sigma > 0.0):
         raise ValueError("target='gaussian' needs positions and sigma > 0")

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..config import TEXT_EMBED_DIM, Tango3DConfig, get_preset
-from ..losses.dense import DenseTarget, pixel_point_infonce
+from ..losses.dense import DENSE_SIGMA, DenseTarget, pixel_point_infonce
 from ..losses.geometry import NormalFrame, XyzMode, geometry_loss
 from ..losses.global_ import global_alignment_loss
 from ..losses.vae import vae_loss
@@ -197,7 +197,7 @@ class Tango3D(nn.Module):
         return self._vae_terms(batch, enc, kl_weight=kl_weight)
 
     def forward_align(self, batch: Mapping[str, Any], *, num_pixels: int = 256, ignore_radius: float = 0.02,
-                      dense_target: DenseTarget = "exact", dense_sigma: float = 0.03,
+                      dense_target: DenseTarget = "exact", dense_sigma: float = DENSE_SIGMA,
                       use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Stages 1-3: dense pixel-point InfoNCE and global image/shape/text contrast.
 
@@ -226,7 +226,7 @@ class Tango3D(nn.Module):
     def forward(self, batch: Mapping[str, Any], *, losses: Mapping[str, float],
                 kl_weight: float = 1e-3, depth_mode: Literal["shift_invariant", "absolute"] = "shift_invariant",
                 xyz_mode: XyzMode = "canonical", normal_frame: NormalFrame = "canonical", num_pixels: int = 256,
-                ignore_radius: float = 0.02, dense_target: DenseTarget = "exact", dense_sigma: float = 0.03,
+                ignore_radius: float = 0.02, dense_target: DenseTarget = "exact", dense_sigma: float = DENSE_SIGMA,
                 use_text: bool = True, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
@@ -302,7 +302,7 @@ class Tango3D(nn.Module):
                 "occ_iou": terms["iou"]}
 
     def _dense_terms(self, batch: Mapping[str, Any], img: dict[str, Tensor], shp: dict[str, Tensor], *,
-                     num_pixels: int, ignore_radius: float, target: DenseTarget = "exact", sigma: float = 0.03,
+                     num_pixels: int, ignore_radius: float, target: DenseTarget = "exact", sigma: float = DENSE_SIGMA,
                      generator: torch.Generator | None) -> dict[str, Tensor]:
         dev = self.device
         mask = _get(batch, "mask", dev).bool()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..config import Tango3DConfig, get_preset
 from ..data.dataset import ShardDataset, build_shards
+from ..losses.dense import DENSE_SIGMA, DENSE_TARGETS
 from ..models.checkpoint import load_state_dict_strict, read_checkpoint_config, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
@@ -61,10 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--normal-frame", default="camera", choices=["camera", "canonical"],
                    help="frame of the 2D normal target: the camera's (what shading shows; default) or the "
                         "object's, which an image fixes only up to the object's yaw")
-    p.add_argument("--dense-target", default="exact", choices=["exact", "gaussian"],
+    p.add_argument("--dense-target", default="exact", choices=list(DENSE_TARGETS),
                    help="target of the dense pixel-point InfoNCE: one-hot on the paired point, or a Gaussian "
                         "of the surface distance over the same shape's points (--dense-sigma)")
-    p.add_argument("--dense-sigma", type=float, default=0.03, metavar="D",
+    p.add_argument("--dense-sigma", type=float, default=DENSE_SIGMA, metavar="D",
                    help="width of the Gaussian dense target, in shape units (procedural shapes have a "
                         "bounding-box diagonal of 1)")
     p.add_argument("--text-table", default=None, metavar="FILE",
