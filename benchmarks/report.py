@@ -162,7 +162,8 @@ def _machine_section(machine: Mapping[str, Any], hardware: Mapping[str, float], 
             f"- Measured limits: copy bandwidth {hardware['copy_GBps']:.1f} GB/s (STREAM copy, 2 x "
             f"{hardware['copy_array_MiB']:.0f} MiB moved per copy; numpy 1 thread {hardware['copy_numpy_GBps']:.1f}, "
             f"torch {hardware['copy_torch_GBps']:.1f}); GEMM peak {hardware['gemm_fp32_GFLOPs']:.0f} GFLOP/s fp32, "
-            f"{hardware['gemm_bf16_GFLOPs']:.0f} GFLOP/s bf16 (torch.mm, n = {int(hardware['gemm_n'])}).")
+            f"{hardware['gemm_bf16_GFLOPs']:.0f} GFLOP/s bf16 (torch.mm, n = {int(hardware['gemm_n'])} / "
+            f"{int(hardware.get('gemm_bf16_n', hardware['gemm_n']))}).")
     out.append(
         f"- Load while measuring: other processes used {load.get('other_cores', float('nan')):.2f} cores on average "
         f"(CPU time from /proc/stat minus this process's own); load average {la0} at the start, {la1} at the end. "

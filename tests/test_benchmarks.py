@@ -135,3 +135,15 @@ def test_smoke_suite_runs_every_case_and_every_row_has_a_baseline_and_a_ratio(tm
     for r in res["rows"]:
         assert f"| {r['case']} | {r['setting']} |" in md
     assert "Machine and load" in md and res["machine"]["cpu"] in md
+
+
+@pytest.mark.parametrize("flops, expected", [(1e9, 256), (1e11, 2048), (1e6, 128)])
+def test_gemm_size_keeps_one_product_short(monkeypatch: pytest.MonkeyPatch, flops: float, expected: int) -> None:
+    # A CPU without bf16 instructions runs a bf16 product at ~1 GFLOP/s: n = 2048 would take 17 s
+    # per product, and the hardware probe minutes.
+    from benchmarks import hardware
+
+    monkeypatch.setattr(hardware, "gemm_peak", lambda *, n, dtype, repeats=5: flops)
+    n = hardware.gemm_size(torch.bfloat16, max_n=2048, target_s=0.25)
+    assert n == expected
+    assert n == 128 or 2.0 * n**3 / flops <= 0.25
