@@ -195,6 +195,11 @@ class ShapeVAEConfig(_JsonConfig):
     local_neighbors  k of the "local" decoder (clamped to num_latents).
     local_width      channel width of the "local" decoder's per-neighbour features.
     local_freqs      Fourier frequencies of the "local" decoder's offset embedding.
+    yaw_frame        the horizontal frame the encoder and every query see: "input" takes the
+                     input's own x and y; "principal" first turns the cloud about +Z into its
+                     principal-axis frame (``models.ops.principal_yaw``), and every query xyz
+                     with it, so features no longer depend on which way the input faces.
+                     Configs without the key are "input".
     """
 
     num_latents: int = 256
@@ -212,10 +217,13 @@ class ShapeVAEConfig(_JsonConfig):
     local_neighbors: int = 4
     local_width: int = 64
     local_freqs: int = 6
+    yaw_frame: Literal["input", "principal"] = "input"
 
     def __post_init__(self) -> None:
         _check(self.query_decoder in ("attention", "local"),
                f"query_decoder must be 'attention' or 'local', got {self.query_decoder!r}")
+        _check(self.yaw_frame in ("input", "principal"),
+               f"yaw_frame must be 'input' or 'principal', got {self.yaw_frame!r}")
         _check(self.local_neighbors >= 1, "local_neighbors must be >= 1")
         _check(self.local_width >= 1, "local_width must be >= 1")
         _check(self.local_freqs >= 0, "local_freqs must be >= 0")

@@ -14,6 +14,7 @@ from torch import Tensor
 __all__ = [
     "farthest_point_sample",
     "gather_points",
+    "principal_yaw",
     "rotate_z",
     "sample_map_at_pixels",
     "sample_masked_pixels",
@@ -67,6 +68,43 @@ def rotate_z(xyz: Tensor, yaw: Tensor) -> Tensor:
     c, s = c.reshape(shape).to(xyz.dtype), s.reshape(shape).to(xyz.dtype)
     x, y, z = xyz.unbind(-1)
     return torch.stack([c * x - s * y, s * x + c * y, z], dim=-1)
+
+
+def principal_yaw(points: Tensor) -> Tensor:
+    """The yaw of a point cloud's own horizontal x axis, for undoing an unknown rotation about +Z.
+
+    points   [B, N, 3], Z up
+    returns  [B] radians (same dtype as ``points``). ``rotate_z(points, -yaw)`` puts the cloud in
+             its principal frame: the horizontal principal axes become x and y, each axis's sign
+             is fixed by the skewness (third moment) of the points along it, and the frame stays
+             right-handed (y = Z x x). The axis with the larger normalised skewness is signed
+             first; the other follows from handedness, so one asymmetric direction is enough.
+
+    Rotating the input about +Z rotates the result with it (``principal_yaw(R_z(a) p) =
+    principal_yaw(p) + a``), except for clouds whose horizontal spread is nearly isotropic
+    or whose both axes are nearly skew-free (round vases, square tables): their frame is
+    still deterministic but may jump between samples of the same surface.
+    """
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be [B, N, 3], got {tuple(points.shape)}")
+    # float64: the covariance and third moments lose sign information in half precision.
+    xy = points[..., :2].double()
+    c = xy - xy.mean(dim=1, keepdim=True)
+    cov = c.transpose(1, 2) @ c / max(1, c.shape[1])  # [B, 2, 2]
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
+    major, minor = evecs[..., 1], evecs[..., 0]  # [B, 2]
+
+    def skew(axis: Tensor, var: Tensor) -> Tensor:
+        proj = (c * axis[:, None, :]).sum(-1)
+        return proj.pow(3).mean(dim=1) / var.clamp_min(1e-12).pow(1.5)
+
+    s_major, s_minor = skew(major, evals[:, 1]), skew(minor, evals[:, 0])
+    sign = lambda s: torch.where(s < 0, -1.0, 1.0).to(s.dtype)[:, None]  # noqa: E731
+    x_from_major = major * sign(s_major)
+    y_from_minor = minor * sign(s_minor)
+    x_from_minor = torch.stack([y_from_minor[:, 1], -y_from_minor[:, 0]], dim=-1)  # y rotated by -90 deg
+    x = torch.where((s_major.abs() >= s_minor.abs())[:, None], x_from_major, x_from_minor)
+    return torch.atan2(x[:, 1], x[:, 0]).to(points.dtype)
 
 
 def sample_map_at_pixels(feature_map: Tensor, xy: Tensor, image_size: tuple[int, int]) -> Tensor:

@@ -14,7 +14,9 @@ Decoder
     the tokens started from -- are nearest, read through the offset from each anchor).
 
 All coordinates are in the canonical frame: bounding-box centre at the origin, bounding-box
-diagonal 1.
+diagonal 1. With ``yaw_frame="principal"`` the encoder first turns the cloud about +Z into its
+principal-axis frame; :meth:`ShapeVAE.encode` returns that turn as ``frame_yaw`` and every query
+must be passed through :meth:`ShapeVAE.to_frame` with it (``query_occupancy`` does so).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 
 from ..config import ShapeVAEConfig
 from .layers import CrossAttentionBlock, FourierEmbedder, Mlp, SelfAttentionBlock
-from .ops import farthest_point_sample, gather_points
+from .ops import farthest_point_sample, gather_points, principal_yaw, rotate_z
 
 __all__ = ["QueryDecoder", "LocalQueryDecoder", "make_query_decoder", "ShapeVAE", "DEFAULT_QUERY_CHUNK"]
 
@@ -183,7 +185,9 @@ class ShapeVAE(nn.Module):
             z             [B, L, Cl]   a posterior sample, or ``mean`` when not sampling
             query_index   int64 [B, L] indices of the farthest-point-sampled queries
             anchors       [B, L, 3]    their positions: where each token sits, for the
-                                       "local" query decoder
+                                       "local" query decoder (in the encoder's frame)
+            frame_yaw     [B]          radians: the encoder's frame is the input turned by
+                                       ``-frame_yaw`` about +Z (zeros with ``yaw_frame="input"``)
         """
         _check_xyz(points, "points")
         _check_xyz(normals, "normals")
@@ -192,6 +196,12 @@ class ShapeVAE(nn.Module):
         n, k = points.shape[1], self.config.num_latents
         if n < k:
             raise ValueError(f"need at least num_latents={k} points, got {n}")
+        if self.config.yaw_frame == "principal":
+            with torch.no_grad():
+                frame_yaw = principal_yaw(points.detach())
+            points, normals = rotate_z(points, -frame_yaw), rotate_z(normals, -frame_yaw)
+        else:
+            frame_yaw = points.new_zeros(points.shape[0])
         data = self.input_proj(torch.cat([self.fourier(points), normals], dim=-1))  # [B, N, W]
         with torch.no_grad():
             query_index = farthest_point_sample(points.detach(), k)
@@ -207,7 +217,21 @@ class ShapeVAE(nn.Module):
         else:
             z = mean
         return {"mean": mean, "logvar": logvar, "z": z, "query_index": query_index,
-                "anchors": gather_points(points, query_index)}
+                "anchors": gather_points(points, query_index), "frame_yaw": frame_yaw}
+
+    def to_frame(self, xyz: Tensor, frame_yaw: Tensor | None) -> Tensor:
+        """Query positions xyz [B, M, 3] in the input's frame -> the encoder's frame, given
+        ``frame_yaw`` [B] from :meth:`encode`.
+
+        Raises:
+            ValueError: ``frame_yaw`` is None under ``yaw_frame="principal"`` (the queries would
+                silently land in the wrong frame).
+        """
+        if frame_yaw is None:
+            if self.config.yaw_frame != "input":
+                raise ValueError(f"yaw_frame={self.config.yaw_frame!r}: pass the frame_yaw that encode() returned")
+            return xyz
+        return rotate_z(xyz, -frame_yaw.to(xyz.dtype))
 
     def decode(self, z: Tensor) -> Tensor:
         """Latents z [B, L, Cl] -> decoded tokens [B, L, W] that query heads attend to."""
@@ -217,10 +241,12 @@ class ShapeVAE(nn.Module):
         return self.dec_norm(x)
 
     def query_occupancy(self, tokens: Tensor, xyz: Tensor, *, anchors: Tensor | None = None,
+                        frame_yaw: Tensor | None = None,
                         chunk_size: int = DEFAULT_QUERY_CHUNK) -> dict[str, Tensor]:
-        """tokens [B, L, W], xyz [B, M, 3], anchors [B, L, 3] (from :meth:`encode`; needed by the
-        "local" decoder) -> {"logits": [B, M], "features": [B, M, W]}."""
-        feats = self.occ_decoder(xyz, tokens, anchors=anchors, chunk_size=chunk_size)
+        """tokens [B, L, W], xyz [B, M, 3] in the input's frame, anchors [B, L, 3] and frame_yaw [B]
+        (from :meth:`encode`; anchors are needed by the "local" decoder, frame_yaw by
+        ``yaw_frame="principal"``) -> {"logits": [B, M], "features": [B, M, W]}."""
+        feats = self.occ_decoder(self.to_frame(xyz, frame_yaw), tokens, anchors=anchors, chunk_size=chunk_size)
         return {"logits": self.occ_out(feats)[..., 0], "features": feats}
 
     def forward(self, points: Tensor, normals: Tensor, queries: Tensor, *, sample_posterior: bool = True,
@@ -232,5 +258,5 @@ class ShapeVAE(nn.Module):
         """
         out = self.encode(points, normals, sample_posterior=sample_posterior, generator=generator)
         out["tokens"] = self.decode(out["z"])
-        out.update(self.query_occupancy(out["tokens"], queries, anchors=out["anchors"]))
+        out.update(self.query_occupancy(out["tokens"], queries, anchors=out["anchors"], frame_yaw=out["frame_yaw"]))
         return out

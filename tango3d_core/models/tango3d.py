@@ -145,17 +145,19 @@ class Tango3D(nn.Module):
         """points, normals [B, N, 3] in the canonical frame (N >= num_latents).
 
         Returns the :meth:`ShapeVAE.encode` outputs (``mean``, ``logvar``, ``z``, ``query_index``,
-        ``anchors``) plus ``tokens`` [B, L, W] (decoded from ``z``) and ``global`` [B, G] (unit length).
+        ``anchors``, ``frame_yaw``) plus ``tokens`` [B, L, W] (decoded from ``z``) and ``global`` [B, G] (unit length).
         """
         out = self.shape_vae.encode(points, normals, sample_posterior=sample_posterior, generator=generator)
         out["tokens"] = self.shape_vae.decode(out["z"])
         out.update(self.shape_global_head(out["tokens"]))
         return out
 
-    def point_features(self, tokens: Tensor, xyz: Tensor, *, anchors: Tensor | None = None) -> Tensor:
-        """tokens [B, L, W] and anchors [B, L, 3] from :meth:`shape_forward`, xyz [B, M, 3] canonical
-        -> [B, M, D] unit length (``anchors`` may be omitted with the "attention" query decoder)."""
-        return self.point_head(tokens, xyz, anchors=anchors)["point_features"]
+    def point_features(self, tokens: Tensor, xyz: Tensor, *, anchors: Tensor | None = None,
+                       frame_yaw: Tensor | None = None) -> Tensor:
+        """tokens [B, L, W], anchors [B, L, 3] and frame_yaw [B] from :meth:`shape_forward`, xyz
+        [B, M, 3] canonical, in the input's frame -> [B, M, D] unit length (``anchors`` may be
+        omitted with the "attention" query decoder, ``frame_yaw`` with ``yaw_frame="input"``)."""
+        return self.point_head(tokens, self.shape_vae.to_frame(xyz, frame_yaw), anchors=anchors)["point_features"]
 
     def text_forward(self, texts: Sequence[str] | None = None, *, embeddings: Tensor | None = None) -> Tensor:
         """Global text embeddings [B, G] (unit length) from strings or precomputed MiniLM [B, 384]."""
@@ -261,7 +263,8 @@ class Tango3D(nn.Module):
         if "dense" in active or "global" in active:
             assert enc is not None and img is not None
             # Alignment reads the posterior mean: the VAE sample is noise for the VAE's own sake.
-            shp = {"tokens": self.shape_vae.decode(enc["mean"]), "anchors": enc["anchors"]}
+            shp = {"tokens": self.shape_vae.decode(enc["mean"]), "anchors": enc["anchors"],
+                   "frame_yaw": enc["frame_yaw"]}
             shp.update(self.shape_global_head(shp["tokens"]))
             if "dense" in active:
                 d = self._dense_terms(batch, img, shp, num_pixels=num_pixels, ignore_radius=ignore_radius,
@@ -295,7 +298,8 @@ class Tango3D(nn.Module):
     def _vae_terms(self, batch: Mapping[str, Any], enc: dict[str, Tensor], *, kl_weight: float) -> dict[str, Tensor]:
         dev = self.device
         tokens = self.shape_vae.decode(enc["z"])
-        occ = self.shape_vae.query_occupancy(tokens, _get(batch, "occ_points", dev), anchors=enc["anchors"])
+        occ = self.shape_vae.query_occupancy(tokens, _get(batch, "occ_points", dev), anchors=enc["anchors"],
+                                             frame_yaw=enc["frame_yaw"])
         terms = vae_loss(occ["logits"], _get(batch, "occ_labels", dev), enc["mean"], enc["logvar"], kl_weight=kl_weight)
         return {"logits": occ["logits"], "mean": enc["mean"], "logvar": enc["logvar"], "loss": terms["loss"],
                 "loss_occupancy": terms["occupancy"], "loss_kl": terms["kl"], "occ_accuracy": terms["accuracy"],
@@ -317,7 +321,7 @@ class Tango3D(nn.Module):
             # the 3D input was re-normalised after the yaw (see data.dataset); follow it
             query = (query - _get(batch, "shape_center", dev).reshape(b, 1, 3)) * _get(
                 batch, "shape_scale", dev).reshape(b, 1, 1)
-        pts = self.point_features(shp["tokens"], query, anchors=shp["anchors"])
+        pts = self.point_features(shp["tokens"], query, anchors=shp["anchors"], frame_yaw=shp["frame_yaw"])
         scale = self.logit_scale_dense()
         shape_ids = batch.get("shape_index")
         terms = pixel_point_infonce(pix, pts, logit_scale=scale, valid=valid, positions=canonical,
@@ -399,12 +403,13 @@ class Tango3D(nn.Module):
         dev = self.device
         with torch.inference_mode():
             shp = self.shape_forward(enc_points[None].to(dev), enc_normals[None].to(dev))
-            tokens, anchors = shp["tokens"], shp["anchors"]
-            dense = self.point_features(tokens, canonical[None].to(dev), anchors=anchors)[0]
+            tokens, anchors, frame_yaw = shp["tokens"], shp["anchors"], shp["frame_yaw"]
+            dense = self.point_features(tokens, canonical[None].to(dev), anchors=anchors, frame_yaw=frame_yaw)[0]
 
             def query(xyz_canonical: Tensor) -> Tensor:
                 with torch.inference_mode():
-                    return _out(self.point_features(tokens, xyz_canonical[None].to(dev), anchors=anchors)[0],
+                    return _out(self.point_features(tokens, xyz_canonical[None].to(dev), anchors=anchors,
+                                                    frame_yaw=frame_yaw)[0],
                                 device)
 
             return ShapeFeatures(points=_out(points, device), normals=_out(normals, device), dense=_out(dense, device),

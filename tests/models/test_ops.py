@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tango3d_core.models.ops import (
+    principal_yaw,
     farthest_point_sample,
     gather_points,
     rotate_z,
@@ -126,3 +127,72 @@ def test_sample_masked_pixels() -> None:
         sample_masked_pixels(mask, 31)
     with pytest.raises(ValueError):
         sample_masked_pixels(mask[0], 3)
+
+
+def _naive_principal_yaw(points: np.ndarray) -> float:
+    """One cloud, float64 numpy, written from the definition: the yaw of the signed principal x axis."""
+    c = points[:, :2] - points[:, :2].mean(axis=0)
+    evals, evecs = np.linalg.eigh(c.T @ c / len(c))
+    skews = [np.mean((c @ evecs[:, i]) ** 3) / evals[i] ** 1.5 for i in (0, 1)]  # minor, major
+    if abs(skews[1]) >= abs(skews[0]):
+        x = evecs[:, 1] * (1.0 if skews[1] >= 0 else -1.0)
+    else:
+        y = evecs[:, 0] * (1.0 if skews[0] >= 0 else -1.0)
+        x = np.array([y[1], -y[0]])  # x = y turned by -90 degrees, so that x, y, +Z is right-handed
+    return math.atan2(x[1], x[0])
+
+
+def _skewed_cloud(b: int, n: int = 3000, seed: int = 0) -> torch.Tensor:
+    """Clouds with a clear long axis and a heavy tail along it (so the frame is well defined)."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(b, n, 3, generator=g) * torch.tensor([2.0, 0.7, 0.5])
+    p[..., 0] = p[..., 0] + 0.4 * p[..., 0].square()
+    return p
+
+
+def _angle_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(a - b + math.pi, 2 * math.pi) - math.pi
+
+
+def test_principal_yaw_matches_naive_reference() -> None:
+    pts = _skewed_cloud(3)
+    pts[1, :, 1] = pts[1, :, 1] + 0.5 * pts[1, :, 1].square()  # skewed along both axes
+    # the long axis symmetric, the short one skewed: the sign comes from the short axis
+    pts[2, :, 0] = torch.randn(pts.shape[1], generator=torch.Generator().manual_seed(5)) * 2.0
+    pts[2, :, 1] = pts[2, :, 1] + 0.5 * pts[2, :, 1].square()
+    got = principal_yaw(pts)
+    for b in range(3):
+        assert abs(float(_angle_diff(got[b], torch.tensor(_naive_principal_yaw(pts[b].double().numpy()))))) < 1e-5
+
+
+def test_principal_yaw_follows_a_turn_about_z_and_canonicalises() -> None:
+    pts = _skewed_cloud(4, seed=1)
+    yaw = torch.tensor([0.0, 1.0, -2.5, 3.0])
+    base = principal_yaw(pts)
+    turned = principal_yaw(rotate_z(pts, yaw))
+    assert torch.allclose(_angle_diff(turned, base + yaw), torch.zeros(4), atol=1e-4)
+    # In its own frame the cloud's long axis is x, with the heavy tail towards +x.
+    own = rotate_z(rotate_z(pts, yaw), -turned)
+    assert torch.allclose(own, rotate_z(pts, -base), atol=1e-4)
+    assert bool((own[..., 0].var(dim=1) > own[..., 1].var(dim=1)).all())
+    assert bool((own[..., 0].pow(3).mean(dim=1) > 0).all())
+
+
+def test_principal_yaw_ignores_height_and_translation_and_is_a_proper_turn() -> None:
+    pts = _skewed_cloud(2, seed=2)
+    moved = pts + torch.tensor([5.0, -3.0, 0.0])
+    moved[..., 2] = moved[..., 2] * 10.0
+    assert torch.allclose(principal_yaw(moved), principal_yaw(pts), atol=1e-5)
+    # A mirror image is not a turn: a cloud skewed along both axes and its mirror (y -> -y) land
+    # in frames that are mirror images of each other, not in the same frame.
+    chiral = pts.clone()
+    chiral[..., 1] = chiral[..., 1] + 0.5 * chiral[..., 1].square()
+    mirrored = chiral * torch.tensor([1.0, -1.0, 1.0])
+    own, own_m = rotate_z(chiral, -principal_yaw(chiral)), rotate_z(mirrored, -principal_yaw(mirrored))
+    assert torch.allclose(own_m, own * torch.tensor([1.0, -1.0, 1.0]), atol=1e-4)
+    assert not torch.allclose(own_m, own, atol=1e-1)
+
+
+def test_principal_yaw_bad_shape() -> None:
+    with pytest.raises(ValueError, match=r"\[B, N, 3\]"):
+        principal_yaw(torch.rand(10, 3))

@@ -9,7 +9,7 @@ import dataclasses
 
 from tango3d_core.config import ShapeVAEConfig
 from tango3d_core.models.heads import PointFeatureHead
-from tango3d_core.models.ops import farthest_point_sample, gather_points
+from tango3d_core.models.ops import farthest_point_sample, gather_points, principal_yaw, rotate_z
 from tango3d_core.models.shape_vae import LocalQueryDecoder, QueryDecoder, ShapeVAE, make_query_decoder
 
 CFG = ShapeVAEConfig(num_latents=8, width=16, num_heads=2, latent_channels=4, num_freqs=4,
@@ -26,7 +26,8 @@ def test_encode_keys_shapes_and_fps_queries() -> None:
     vae = ShapeVAE(CFG)
     pts, nrm = _cloud()
     out = vae.encode(pts, nrm)
-    assert set(out) == {"mean", "logvar", "z", "query_index", "anchors"}
+    assert set(out) == {"mean", "logvar", "z", "query_index", "anchors", "frame_yaw"}
+    assert torch.equal(out["frame_yaw"], torch.zeros(2))  # yaw_frame="input"
     assert out["mean"].shape == out["logvar"].shape == out["z"].shape == (2, 8, 4)
     assert torch.equal(out["query_index"], farthest_point_sample(pts, 8))
     assert torch.equal(out["anchors"], gather_points(pts, out["query_index"]))
@@ -204,3 +205,49 @@ def test_local_decoder_bad_inputs_and_config() -> None:
     head = PointFeatureHead(LOCAL, 4, hidden=8)
     with pytest.raises(TypeError, match="LocalQueryDecoder from a QueryDecoder"):
         head.init_from(ShapeVAE(CFG).occ_decoder)
+
+
+def _long_skewed_cloud(b: int = 2, n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clouds with a well-defined principal frame (a long, one-sided horizontal axis)."""
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(b, n, 3, generator=g) * torch.tensor([0.25, 0.08, 0.05])
+    pts[..., 0] = pts[..., 0] + 2.0 * pts[..., 0].square()
+    return pts, torch.nn.functional.normalize(torch.randn(b, n, 3, generator=g), dim=-1)
+
+
+@pytest.mark.parametrize("decoder", ["attention", "local"])
+def test_principal_frame_makes_occupancy_independent_of_the_input_yaw(decoder: str) -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(CFG, query_decoder=decoder, local_neighbors=3, local_width=6, local_freqs=2,
+                              yaw_frame="principal")
+    vae, plain = ShapeVAE(cfg).eval(), ShapeVAE(dataclasses.replace(cfg, yaw_frame="input")).eval()
+    plain.load_state_dict(vae.state_dict())
+    pts, nrm = _long_skewed_cloud()
+    queries = torch.rand(2, 17, 3) - 0.5
+    yaw = torch.tensor([0.7, -2.0])
+
+    def logits(model: ShapeVAE, turn: torch.Tensor) -> torch.Tensor:
+        p, n, q = rotate_z(pts, turn), rotate_z(nrm, turn), rotate_z(queries, turn)
+        return model(p, n, q, sample_posterior=False)["logits"]
+
+    ref = logits(vae, torch.zeros(2))
+    assert torch.allclose(logits(vae, yaw), ref, atol=1e-4)
+    # Without the principal frame the same weights do depend on the yaw: the check above can fail.
+    assert not torch.allclose(logits(plain, yaw), logits(plain, torch.zeros(2)), atol=1e-3)
+    enc = vae.encode(rotate_z(pts, yaw), rotate_z(nrm, yaw))
+    assert torch.allclose(enc["frame_yaw"], principal_yaw(rotate_z(pts, yaw)))
+    # Anchors are in the encoder's frame: the same for every input yaw.
+    assert torch.allclose(enc["anchors"], vae.encode(pts, nrm)["anchors"], atol=1e-5)
+
+
+def test_principal_frame_needs_frame_yaw_for_queries() -> None:
+    vae = ShapeVAE(dataclasses.replace(CFG, yaw_frame="principal"))
+    pts, nrm = _long_skewed_cloud()
+    enc = vae.encode(pts, nrm)
+    tokens = vae.decode(enc["z"])
+    with pytest.raises(ValueError, match="frame_yaw"):
+        vae.query_occupancy(tokens, pts[:, :5], anchors=enc["anchors"])
+    assert vae.query_occupancy(tokens, pts[:, :5], anchors=enc["anchors"], frame_yaw=enc["frame_yaw"])[
+        "logits"].shape == (2, 5)
+    with pytest.raises(ValueError, match="yaw_frame"):
+        dataclasses.replace(CFG, yaw_frame="pca")

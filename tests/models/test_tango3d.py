@@ -253,6 +253,32 @@ def test_encode_shape_seeded_and_frame_invariant(model: Tango3D) -> None:
     assert torch.allclose(moved.global_embedding, a.global_embedding, atol=1e-4)
 
 
+@pytest.mark.parametrize("turns", [1, 2])
+def test_encode_shape_principal_frame_ignores_which_way_the_mesh_faces(fake_text, turns: int) -> None:
+    torch.manual_seed(0)
+    cfg = micro_config()
+    principal = Tango3D(dataclasses.replace(cfg, shape=dataclasses.replace(cfg.shape, query_decoder="local",
+                                                                          yaw_frame="principal"))).eval()
+    plain = Tango3D(dataclasses.replace(principal.config, shape=dataclasses.replace(
+        principal.config.shape, yaw_frame="input"))).eval()
+    plain.load_state_dict(principal.state_dict())
+    # An L of two boxes: one long, one-sided horizontal axis, so the principal frame is well defined.
+    mesh = trimesh.util.concatenate([trimesh.creation.box(extents=(3.0, 0.6, 0.5)),
+                                     trimesh.creation.box(extents=(0.6, 0.6, 1.5),
+                                                          transform=trimesh.transformations.translation_matrix(
+                                                              (1.2, 0.0, 0.5)))])
+    mesh.apply_translation(-mesh.bounds.mean(axis=0))
+    # Quarter turns keep the bounding box's centre and diagonal, so the canonical points turn exactly.
+    turned = mesh.copy()
+    turned.apply_transform(trimesh.transformations.rotation_matrix(turns * math.pi / 2, (0, 0, 1)))
+    for m, same in ((principal, True), (plain, False)):
+        a = m.encode_shape(mesh, num_points=300, seed=1)
+        b = m.encode_shape(turned, num_points=300, seed=1)
+        assert torch.allclose(b.points, rotate_z(a.points[None], torch.tensor([turns * math.pi / 2]))[0], atol=1e-4)
+        assert torch.allclose(b.dense, a.dense, atol=1e-4) is same
+        assert torch.allclose(b.query(b.points[:7]), a.query(a.points[:7]), atol=1e-4) is same
+
+
 def test_encode_shape_fewer_points_than_latents(model: Tango3D) -> None:
     shp = model.encode_shape(_box(), num_points=3)
     assert shp.dense.shape == (3, 8)

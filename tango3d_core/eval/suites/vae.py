@@ -66,7 +66,7 @@ def predict_occupancy(model: Any, points: np.ndarray, normals: np.ndarray, queri
         enc = model.shape_vae.encode(torch.as_tensor(points[:n])[None].to(dev), torch.as_tensor(normals[:n])[None].to(dev))
         tokens = model.shape_vae.decode(enc["mean"])
         logits = model.shape_vae.query_occupancy(tokens, torch.as_tensor(queries)[None].to(dev),
-                                                 anchors=enc["anchors"])["logits"][0]
+                                                 anchors=enc["anchors"], frame_yaw=enc["frame_yaw"])["logits"][0]
     return (logits > 0).cpu().numpy()
 
 
