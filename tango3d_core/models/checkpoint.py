@@ -42,19 +42,19 @@ CONFIG_NAME = "config.json"
 BUILD_COMMAND = ("python -m tango3d_core.train --preset tiny --out runs/tiny --workers 1 --threads 2 "
                  "--export assets/checkpoint")
 # The ablations of issue #4, trained for the same 750 alignment steps as the canonical-xyz model
-# and from its stage 0; the evaluation reports them beside the bundled model. Their steps are
-# spelt out because the `tiny` schedule has grown since.
+# and from its stage 0; the evaluation reports them beside the bundled model. They were trained when
+# `tiny` had a ViT, the attention query decoder and object-frame normals, so each command reuses the
+# bundled architecture (`--model-config` of a checkpoint directory reads its config, not its weights),
+# the old normal target and the steps of that time. The README quotes these lines.
+_BASELINE_ARCH = "--model-config assets/baselines/canonical-xyz --xyz-loss canonical --normal-frame canonical"
 BASELINE_BUILD_COMMANDS = {
-    **{name: (f"python -m tango3d_core.train --preset tiny --xyz-loss canonical --schedule {name} --out runs/{name} "
-              f"--stage-steps pretrain=600,{stage}=750 "
-              f"--reuse-pretrain runs/tiny-canonical --workers 1 --export assets/baselines/{name}")
-       for name, stage in (("global-only", "global_only"), ("single-stage", "single"))},
-    # The progressive schedule with the plain canonical-xyz loss: the stage 0 the two ablations share.
-    # Trained before `tiny`'s alignment steps moved to 300 / 250 / 200 with the encoders at 0.5x
-    # (and its pretraining to 850 steps).
-    "canonical-xyz": ("python -m tango3d_core.train --preset tiny --xyz-loss canonical --out runs/tiny-canonical "
+    "canonical-xyz": (f"python -m tango3d_core.train --preset tiny {_BASELINE_ARCH} "
                       "--stage-steps pretrain=600,local=400,global=200,joint=150 --slow-lr-scale 0.1 "
-                      "--workers 1 --export assets/baselines/canonical-xyz"),
+                      "--out runs/tiny-canonical --workers 1 --export assets/baselines/canonical-xyz"),
+    **{name: (f"python -m tango3d_core.train --preset tiny {_BASELINE_ARCH} --schedule {name} "
+              f"--stage-steps pretrain=600,{stage}=750 --out runs/{name} --reuse-pretrain runs/tiny-canonical "
+              f"--workers 1 --export assets/baselines/{name}")
+       for name, stage in (("single-stage", "single"), ("global-only", "global_only"))},
 }
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 

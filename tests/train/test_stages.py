@@ -55,3 +55,20 @@ def test_baseline_command_reproduces_its_schedule(name):
     cfg = Path(__file__).resolve().parents[2] / "assets" / "baselines" / name / "config.json"
     recorded = json.loads(cfg.read_text())["extra"]["schedule"]
     assert recorded == json.loads(json.dumps([dataclasses.asdict(s) for s in sched]))
+
+
+@pytest.mark.parametrize("name", ["canonical-xyz", "single-stage", "global-only"])
+def test_baseline_command_reproduces_its_architecture_and_is_quoted_in_the_readme(name):
+    """The `tiny` preset has changed since the baselines were trained (CNN, local decoder, principal
+    frame): the rebuild command must still build the bundled baseline's architecture."""
+    from pathlib import Path
+
+    from tango3d_core.models.checkpoint import BASELINE_BUILD_COMMANDS, read_checkpoint_config
+    from tango3d_core.train.cli import model_config_from, parse_args
+
+    root = Path(__file__).resolve().parents[2]
+    args = parse_args(BASELINE_BUILD_COMMANDS[name].split()[3:])
+    assert args.model_config is not None
+    built = model_config_from(root / args.model_config)
+    assert built == read_checkpoint_config(root / "assets" / "baselines" / name)[0]
+    assert BASELINE_BUILD_COMMANDS[name] in (root / "README.md").read_text()
