@@ -2,6 +2,7 @@
 
     python docs/experiments/inference_probes.py yaw-tta 4 [CHECKPOINT]
     python docs/experiments/inference_probes.py late [CHECKPOINT]
+    python docs/experiments/inference_probes.py symmetry [CHECKPOINT]
 
 ``yaw-tta K``: encode every held-out shape under K yaws (0, 2pi/K, ...) and average each point's
 features over them (renormalised), then run the pixel2point suite on the default data for the
@@ -13,6 +14,11 @@ shapes, one view each) scored by late interaction instead of the global embeddin
 over 256 query pixels, of each pixel's best cosine similarity among 2048 of the shape's points.
 Pixels come either from the ground-truth mask (an upper bound: a real query has no mask) or
 uniformly from the whole image; both also fused with the global score (z-scored per query).
+
+``symmetry``: the pixel2point suite's queries (same scenes, pixels and points), each prediction
+also scored against the true point's mirror images in the canonical frame (x -> -x, y -> -y,
+and both: a half turn). How many misses land on the mirror-image part (the other wing, the
+other side of a chair) instead of anywhere?
 
 A lab record, not part of the package: see docs/experiments/point_features.md.
 """
@@ -112,11 +118,45 @@ def late_interaction(model) -> None:
               f"  category {100 * recall_at_k(s, cat, cat, 1):5.1f}")
 
 
+def symmetry(model) -> None:
+    from tango3d_core.eval.suites._common import argmax_cosine, scene_rng
+    from tango3d_core.eval.suites.pixel2point import sample_query_pixels
+
+    cfg = default_config("pixel2point")
+    flips = {"x": np.array([-1.0, 1.0, 1.0]), "y": np.array([1.0, -1.0, 1.0]), "xy": np.array([-1.0, -1.0, 1.0])}
+    err, err_flip = [], {k: [] for k in flips}
+    for scene in procedural_scenes(cfg):
+        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
+        pts = shp.points.numpy().astype(np.float64)
+        c, s_ = math.cos(-scene.yaw), math.sin(-scene.yaw)
+        unyaw = np.array([[c, -s_, 0.0], [s_, c, 0.0], [0.0, 0.0, 1.0]])
+        for view in scene.views:
+            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
+            if not len(xy):
+                continue
+            img = model.encode_image(view.image)
+            idx = argmax_cosine(img.sample(torch.as_tensor(xy, dtype=torch.float32)), shp.dense).numpy()
+            gt = view.xyz[xy[:, 1], xy[:, 0]].astype(np.float64) @ unyaw.T
+            pred = pts[idx] @ unyaw.T
+            err.append(np.linalg.norm(pred - gt, axis=1) / scene.diameter)
+            for k, f in flips.items():
+                err_flip[k].append(np.linalg.norm(pred - gt * f, axis=1) / scene.diameter)
+    e = np.concatenate(err)
+    fl = {k: np.concatenate(v) for k, v in err_flip.items()}
+    any_flip = np.minimum.reduce([fl[k] for k in flips])
+    print(f"{len(e)} queries; pixel->point <=10%: {100 * np.mean(e <= 0.1):.1f}")
+    for k in flips:
+        print(f"  miss, but within 10% of the mirror image {k:>2s}: {100 * np.mean((e > 0.1) & (fl[k] <= 0.1)):.1f}")
+    print(f"  <=10% of the true point or any mirror image: {100 * np.mean(np.minimum(e, any_flip) <= 0.1):.1f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     what = sys.argv[1]
     if what == "yaw-tta":
         yaw_tta(load_model(sys.argv[3] if len(sys.argv) > 3 else None), int(sys.argv[2]))
+    elif what == "symmetry":
+        symmetry(load_model(sys.argv[2] if len(sys.argv) > 2 else None))
     elif what == "late":
         late_interaction(load_model(sys.argv[2] if len(sys.argv) > 2 else None))
     else:
