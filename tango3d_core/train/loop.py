@@ -104,7 +104,8 @@ def run_stage(
     writer = None
     log_file = None
     if main:
-        new = not log_path.exists()
+        # A run killed before its first log row leaves an empty file: it still needs the header.
+        new = not log_path.exists() or log_path.stat().st_size == 0
         log_file = open(log_path, "a", newline="")
     recent: dict[str, list[float]] = {}
     t0 = time.time()

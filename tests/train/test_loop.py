@@ -44,6 +44,17 @@ def test_loss_goes_down_and_logs(tmp_path):
     assert (tmp_path / "DONE").exists()
 
 
+def test_log_gets_its_header_after_a_kill_before_the_first_row(tmp_path):
+    # The log is opened (and so created) when the stage starts but written only every log_every
+    # steps: a process killed in between leaves an empty log.csv behind.
+    (tmp_path / "log.csv").touch()
+    model, batches = _setup()
+    spec = StageSpec(name="fit", steps=20, lr=0.1, warmup=5, trainable=("weight", "bias"))
+    run_stage(model, spec, batches, tmp_path, loss_fn=_loss, save_fn=_save, load_fn=_load, log_every=10)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["step"] for r in rows] == ["10", "20"]
+
+
 def test_resume_matches_uninterrupted(tmp_path):
     spec = StageSpec(name="fit", steps=40, lr=0.05, warmup=5, trainable=("weight", "bias"))
     ref, batches = _setup()
