@@ -286,6 +286,7 @@ PRESETS: dict[str, Tango3DConfig] = {
         shape=ShapeVAEConfig(
             num_latents=256, width=192, num_heads=3, latent_channels=32,
             enc_self_layers=1, dec_self_layers=3, query_mlp_ratio=1.0, encoder_points=4096, query_decoder="local",
+            yaw_frame="principal",
         ),
         dense_dim=64,
         head_hidden=128,
@@ -298,6 +299,7 @@ PRESETS: dict[str, Tango3DConfig] = {
         shape=ShapeVAEConfig(
             num_latents=512, width=384, num_heads=6, latent_channels=64,
             enc_self_layers=2, dec_self_layers=6, query_mlp_ratio=2.0, encoder_points=8192, query_decoder="local",
+            yaw_frame="principal",
         ),
         dense_dim=128,
         head_hidden=512,
