@@ -20,12 +20,20 @@ def _viewers_stopped():
     "Server stopped" to stdout from its loop thread, and a fixture's teardown in tests/app
     once put it into the captured output of a JSON-parsing CLI test in tests/data."""
     import threading
+    import time
 
     from app.viewer import STOP_THREAD_NAME
 
     for t in threading.enumerate():
         if t.name == STOP_THREAD_NAME:
-            t.join(timeout=15)
+            # enumerate() also lists a thread whose start() has not finished bootstrapping, and
+            # join() refuses such a thread ("cannot join thread before it is started").
+            for _ in range(100):
+                try:
+                    t.join(timeout=15)
+                    break
+                except RuntimeError:
+                    time.sleep(0.01)
     yield
 
 
