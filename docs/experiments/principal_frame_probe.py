@@ -44,7 +44,7 @@ def main() -> None:
             est = []
             for _ in range(3):
                 yaw = float(rng.uniform(0.0, 2.0 * math.pi))
-                pts, _ = mesh.sample(8192, return_index=True)
+                pts = mesh.sample(8192, seed=int(rng.integers(2**31)))
                 turned = rotate_z(torch.as_tensor(np.asarray(pts), dtype=torch.float64)[None], torch.tensor([yaw]))
                 est.append(_wrap(float(principal_yaw(turned)[0]) - yaw))
             stable.append(max(abs(_wrap(e - est[0])) for e in est[1:]) < math.radians(10.0))
