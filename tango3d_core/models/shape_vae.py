@@ -227,10 +227,10 @@ class ShapeVAE(nn.Module):
             ValueError: ``frame_yaw`` is None under ``yaw_frame="principal"`` (the queries would
                 silently land in the wrong frame).
         """
+        if self.config.yaw_frame == "input":
+            return xyz  # frame_yaw is all zeros here: skip the no-op turn on every query
         if frame_yaw is None:
-            if self.config.yaw_frame != "input":
-                raise ValueError(f"yaw_frame={self.config.yaw_frame!r}: pass the frame_yaw that encode() returned")
-            return xyz
+            raise ValueError(f"yaw_frame={self.config.yaw_frame!r}: pass the frame_yaw that encode() returned")
         return rotate_z(xyz, -frame_yaw.to(xyz.dtype))
 
     def decode(self, z: Tensor) -> Tensor:
