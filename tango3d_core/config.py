@@ -250,6 +250,9 @@ class Tango3DConfig(_JsonConfig):
                      "linear": a trainable G x 384 projection on top (identity-initialised).
     logit_scale_init / logit_scale_max  log of the initial / largest contrastive logit scale
                      (1/temperature); the scale is clamped in [1, exp(logit_scale_max)].
+    foreground_head  a per-pixel object / background head on the 2D dense features, trained
+                     last (stage 4, encoders frozen); pose-verified matching (``models.pose``)
+                     finds the object with it. Configs without the key have none.
     name             preset name or "custom"; informational.
     """
 
@@ -261,6 +264,7 @@ class Tango3DConfig(_JsonConfig):
     text_projection: Literal["none", "linear"] = "none"
     logit_scale_init: float = 2.6592600369644165  # log(1 / 0.07), as in CLIP
     logit_scale_max: float = 4.605170185988092  # log(100)
+    foreground_head: bool = False
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -290,6 +294,7 @@ PRESETS: dict[str, Tango3DConfig] = {
         ),
         dense_dim=64,
         head_hidden=128,
+        foreground_head=True,
         name="tiny",
     ),
     "base": Tango3DConfig(
@@ -303,6 +308,7 @@ PRESETS: dict[str, Tango3DConfig] = {
         ),
         dense_dim=128,
         head_hidden=512,
+        foreground_head=True,
         name="base",
     ),
 }

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .ops import sample_map_at_pixels
 
-__all__ = ["ImageFeatures", "ShapeFeatures", "as_coords"]
+__all__ = ["ImageFeatures", "ImageGeometry", "ShapeFeatures", "as_coords"]
 
 # Half a pixel past the outermost pixel centres is still inside the image.
 _EDGE_TOLERANCE = 0.5 + 1e-4
@@ -46,6 +46,37 @@ def as_coords(values: Any, *, dim: int, name: str) -> Tensor:
 
 
 @dataclass(frozen=True, eq=False)
+class ImageGeometry:
+    """What the 2D encoder's geometry head predicts for an image (Tango3D models only).
+
+    xyz                [3, h, w]  object-centred surface point each pixel sees: canonical units
+                                  (bounding-box centre at 0, diagonal 1), in the object's own
+                                  frame up to an unknown turn about +Z
+    depth              [h, w]     camera depth in the same units; only differences mean anything
+    foreground         bool [H', W'] at the model resolution: pixels that show the object
+    foreground_source  "alpha" (the image's alpha channel), "predicted" (the model's foreground
+                       head), "border" (differs from a plain border colour) or "none" (busy
+                       background and no foreground head: everything counts)
+    """
+
+    xyz: Tensor
+    depth: Tensor
+    foreground: Tensor
+    foreground_source: str
+
+    def xyz_at(self, image_size: tuple[int, int], xy: Tensor) -> Tensor:
+        """[M, 3] predicted xyz at input-image pixels ``xy`` [M, 2] of an image of ``image_size``."""
+        with torch.inference_mode():
+            return sample_map_at_pixels(self.xyz[None].float(), xy[None].to(self.xyz.device).float(), image_size)[0]
+
+    def depth_at(self, image_size: tuple[int, int], xy: Tensor) -> Tensor:
+        """[M] predicted depth at input-image pixels ``xy`` [M, 2]."""
+        with torch.inference_mode():
+            return sample_map_at_pixels(self.depth[None, None].float(), xy[None].to(self.depth.device).float(),
+                                        image_size)[0, :, 0]
+
+
+@dataclass(frozen=True, eq=False)
 class ImageFeatures:
     """Features of one image.
 
@@ -53,12 +84,15 @@ class ImageFeatures:
     global_embedding  [G]        unit length
     image_size        (width, height) of the input image in pixels
     model_size        (width, height) the network saw after the keep-aspect resize
+    geometry          predicted xyz / depth / foreground (:class:`ImageGeometry`), or None for
+                      encoders without a geometry head; used by ``models.pose``
     """
 
     dense: Tensor
     global_embedding: Tensor
     image_size: tuple[int, int]
     model_size: tuple[int, int]
+    geometry: ImageGeometry | None = None
 
     @property
     def width(self) -> int:

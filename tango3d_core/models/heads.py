@@ -27,6 +27,7 @@ from .shape_vae import DEFAULT_QUERY_CHUNK, LocalQueryDecoder, QueryDecoder, mak
 __all__ = [
     "GeometryHead",
     "DenseProjectionHead",
+    "ForegroundHead",
     "ImageGlobalHead",
     "PointFeatureHead",
     "ShapeGlobalHead",
@@ -63,6 +64,19 @@ class GeometryHead(nn.Module):
             "normal": F.normalize(y[..., 1:4], dim=-1, eps=1e-6),
             "xyz": y[..., 4:7],
         }
+
+
+class ForegroundHead(nn.Module):
+    """Per-pixel object / background logit from the dense features (stage 4)."""
+
+    def __init__(self, in_dim: int, *, hidden: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, 1, 1)
+
+    def forward(self, dense_features: Tensor) -> dict[str, Tensor]:
+        """dense_features [B, Cd, h, w] -> ``foreground`` [B, h, w] logits (> 0: the object)."""
+        return {"foreground": self.out(F.gelu(self.conv(dense_features)))[:, 0]}
 
 
 class DenseProjectionHead(nn.Module):

@@ -39,9 +39,10 @@ from ..losses.dense import DENSE_SIGMA, DenseTarget, pixel_point_infonce
 from ..losses.geometry import NormalFrame, XyzMode, geometry_loss
 from ..losses.global_ import global_alignment_loss
 from ..losses.vae import vae_loss
-from .features import ImageFeatures, ShapeFeatures, as_coords
+from .features import ImageFeatures, ImageGeometry, ShapeFeatures, as_coords
 from .heads import (
     DenseProjectionHead,
+    ForegroundHead,
     GeometryHead,
     ImageGlobalHead,
     LogitScale,
@@ -51,14 +52,19 @@ from .heads import (
 )
 from .image_encoder import build_image_encoder, pil_to_tensor
 from .ops import rotate_z, sample_map_at_pixels, sample_masked_pixels
+from .pose import estimate_foreground
 from .shape_vae import ShapeVAE
 from .text import FrozenTextEncoder, check_texts
 
 __all__ = ["Tango3D", "build_model", "ImageFeatures", "ShapeFeatures", "LOSS_NAMES"]
 
-LossName = Literal["geometry", "vae", "dense", "global"]
-LOSS_NAMES: tuple[str, ...] = ("geometry", "vae", "dense", "global")
+LossName = Literal["geometry", "vae", "dense", "global", "foreground"]
+LOSS_NAMES: tuple[str, ...] = ("geometry", "vae", "dense", "global", "foreground")
 DeviceLike = str | torch.device | None
+# Pixels whose foreground logit exceeds this count as the object in ``ImageGeometry.foreground``:
+# below 0, because the pose search gains more from covering the object (recall 0.95) than it
+# loses to background pixels (precision 0.70; validation split, docs/experiments/pose_matching.md).
+FOREGROUND_LOGIT = -1.0
 
 
 class Tango3D(nn.Module):
@@ -87,6 +93,8 @@ class Tango3D(nn.Module):
         )
         self.logit_scale_dense = LogitScale(c.logit_scale_init, max_log=c.logit_scale_max)
         self.logit_scale_global = LogitScale(c.logit_scale_init, max_log=c.logit_scale_max)
+        # Built last, so adding it leaves every other module's random initialisation unchanged.
+        self.foreground_head = ForegroundHead(cd) if c.foreground_head else None
         self.init_point_head_from_vae()
         self._text_encoder: FrozenTextEncoder | None = None
 
@@ -233,7 +241,7 @@ class Tango3D(nn.Module):
         """Weighted sum of the named losses, sharing the encoder passes between them.
 
         losses  {name: weight} with names from ``LOSS_NAMES`` ("geometry", "vae", "dense",
-                "global"); a name that is absent (or weighted 0) is not computed.
+                "global", "foreground"); a name that is absent (or weighted 0) is not computed.
         Returns scalars only: ``total`` and, for each computed loss, ``<name>`` plus its
         diagnostics (``geometry_depth``, ``vae_kl``, ``dense_accuracy``, ...).
         """
@@ -245,7 +253,9 @@ class Tango3D(nn.Module):
             raise ValueError("no loss has a non-zero weight")
         dev = self.device
         scalars: dict[str, Tensor] = {}
-        need_image = bool({"geometry", "dense", "global"} & set(active))
+        if "foreground" in active and self.foreground_head is None:
+            raise ValueError("the 'foreground' loss needs a model built with foreground_head=True")
+        need_image = bool({"geometry", "dense", "global", "foreground"} & set(active))
         need_shape = bool({"vae", "dense", "global"} & set(active))
         img = self.image_forward(_get(batch, "image", dev), geometry="geometry" in active) if need_image else None
         enc = None
@@ -256,6 +266,16 @@ class Tango3D(nn.Module):
             g = self._geometry_terms(batch, img, depth_mode=depth_mode, xyz_mode=xyz_mode, normal_frame=normal_frame)
             scalars.update(geometry=g["loss"], geometry_depth=g["loss_depth"], geometry_normal=g["loss_normal"],
                            geometry_xyz=g["loss_xyz"])
+        if "foreground" in active:
+            assert img is not None and self.foreground_head is not None
+            mask = _get(batch, "mask", dev)
+            logits = self.foreground_head(img["dense_features"])["foreground"]
+            logits = F.interpolate(logits[:, None], size=tuple(mask.shape[-2:]), mode="bilinear",
+                                   align_corners=False)[:, 0]
+            scalars["foreground"] = F.binary_cross_entropy_with_logits(logits, mask.float())
+            with torch.no_grad():
+                pred = logits > 0
+                scalars["foreground_iou"] = (pred & mask).sum() / (pred | mask).sum().clamp_min(1)
         if "vae" in active:
             v = self._vae_terms(batch, enc, kl_weight=kl_weight)
             scalars.update(vae=v["loss"], vae_occupancy=v["loss_occupancy"], vae_kl=v["loss_kl"],
@@ -375,8 +395,21 @@ class Tango3D(nn.Module):
         x = pil_to_tensor(image, size)[None].to(self.device)
         with torch.inference_mode():
             out = self.image_forward(x)
+            # At the dense-feature resolution: the head's upsampling adds nothing a bilinear
+            # lookup at the query pixels does not.
+            g = self.geometry_head(out["dense_features"])
+            fg, source = estimate_foreground(image, size)
+            if source != "alpha" and self.foreground_head is not None:
+                logit = self.foreground_head(out["dense_features"])["foreground"]
+                fg = F.interpolate(logit[:, None], size=(size[1], size[0]), mode="bilinear",
+                                   align_corners=False)[0, 0].cpu() > FOREGROUND_LOGIT
+                source = "predicted"
+            # Pixels on the silhouette mix object and background in the predicted maps.
+            eroded = ~F.max_pool2d((~fg)[None, None].float(), 5, stride=1, padding=2)[0, 0].bool()
+            geometry = ImageGeometry(xyz=_out(g["xyz"][0].permute(2, 0, 1), device), depth=_out(g["depth"][0], device),
+                                     foreground=eroded if eroded.sum() >= 64 else fg, foreground_source=source)
             return ImageFeatures(dense=_out(out["dense"][0], device), global_embedding=_out(out["global"][0], device),
-                                 image_size=(image.width, image.height), model_size=size)
+                                 image_size=(image.width, image.height), model_size=size, geometry=geometry)
 
     def encode_shape(self, mesh: Any, *, num_points: int = 8192, seed: int = 0,
                      device: DeviceLike = None) -> ShapeFeatures:

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reuse-pretrain", default=None, metavar="RUN",
                    help="start from the finished stage 0 of another run directory (copied into --out), e.g. to "
                         "train the ablations from the same pretrained encoders as another run")
-    p.add_argument("--stages", default="0,1,2,3", help="comma-separated stages to run (0=pretrain ... 3=joint)")
+    p.add_argument("--stages", default="0,1,2,3,4",
+                   help="comma-separated stages to run (0=pretrain ... 3=joint, 4=foreground head)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
     p.add_argument("--xyz-loss", default="yaw_invariant", choices=["canonical", "yaw_invariant"],
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
     p.add_argument("--stage-steps", default=None, metavar="NAME=N,...",
                    help="replace the steps of named stages, e.g. local=300,global=300 (applied after --steps-scale; "
-                        "names: pretrain, local, global, joint, or single / global_only for the ablations)")
+                        "names: pretrain, local, global, joint, foreground, or single / global_only for the ablations)")
     p.add_argument("--slow-lr-scale", type=float, default=None, metavar="X",
                    help="learning-rate factor of the encoders where a stage trains them slowly (joint stage; "
                         "default 0.1), in (0, 1]")
@@ -152,14 +153,15 @@ def apply_overrides(schedule: list[StageSpec], *, preset: str, stage_steps: dict
     return out
 
 
-def resolve_schedule(args: argparse.Namespace) -> list[StageSpec]:
+def resolve_schedule(args: argparse.Namespace, *, foreground: bool = True) -> list[StageSpec]:
     """The stages a parsed command line trains: its preset's schedule (``--schedule``,
-    ``--steps-scale``) with ``--stage-steps`` and ``--slow-lr-scale`` applied.
+    ``--steps-scale``; the foreground stage only when ``foreground``, i.e. the model has that
+    head) with ``--stage-steps`` and ``--slow-lr-scale`` applied.
 
     Raises:
         SystemExit: ``--stage-steps`` names a stage the schedule does not have.
     """
-    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale)
+    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale, foreground=foreground)
     try:
         return apply_overrides(schedule, preset=args.preset, stage_steps=parse_stage_steps(args.stage_steps),
                                slow_lr_scale=args.slow_lr_scale)
@@ -214,6 +216,14 @@ def model_config_from(path: str | Path) -> Tango3DConfig:
         return Tango3DConfig.from_json(path.read_text())
     except OSError as e:
         raise SystemExit(f"--model-config: cannot read {path}: {e}") from e
+
+
+def resolve_model_config(args: argparse.Namespace) -> Tango3DConfig:
+    """The architecture a parsed command line trains: ``--model-config`` or the preset's, at the
+    input size ``--image-size`` (default ``--resolution``)."""
+    cfg = model_config_from(args.model_config) if args.model_config else get_preset(args.preset)
+    image_size = args.image_size or args.resolution
+    return dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -281,9 +291,7 @@ def train(args: argparse.Namespace) -> Path:
         _reuse_pretrain(Path(args.reuse_pretrain), out)
     if dist.is_initialized():
         dist.barrier()
-    cfg = model_config_from(args.model_config) if args.model_config else get_preset(args.preset)
-    image_size = args.image_size or args.resolution
-    cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image, image_size=image_size))
+    cfg = resolve_model_config(args)
     model: Tango3D = build_model(cfg).to(device)
     if device.type == "cuda":
         # TF32 matmuls: float32 weights and optimiser, tensor-core speed.
@@ -299,7 +307,7 @@ def train(args: argparse.Namespace) -> Path:
                 m, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
     wanted = {int(s) for s in args.stages.split(",") if s.strip()}
-    schedule = resolve_schedule(args)
+    schedule = resolve_schedule(args, foreground=cfg.foreground_head)
     budgets: dict[str, float] = {}
     if args.time_budget:
         todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted]

@@ -11,6 +11,7 @@ import torch
 from tango3d_core.config import ShapeVAEConfig
 from tango3d_core.models.heads import (
     DenseProjectionHead,
+    ForegroundHead,
     GeometryHead,
     ImageGlobalHead,
     LogitScale,
@@ -38,6 +39,14 @@ def test_geometry_head() -> None:
     up = head(torch.randn(2, 8, 5, 6), out_size=(20, 24))
     assert up["depth"].shape == (2, 20, 24) and up["xyz"].shape == (2, 20, 24, 3)
     assert _unit(up["normal"], -1)
+
+
+def test_foreground_head() -> None:
+    head = ForegroundHead(8)
+    out = head(torch.randn(2, 8, 5, 6, requires_grad=True))
+    assert set(out) == {"foreground"} and out["foreground"].shape == (2, 5, 6)
+    out["foreground"].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 
 def test_dense_projection_head() -> None:

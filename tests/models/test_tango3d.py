@@ -176,6 +176,35 @@ def test_forward_dense_target_choice(model: Tango3D) -> None:
         model(batch, losses={"dense": 1.0}, dense_target="soft")  # type: ignore[arg-type]
 
 
+def test_foreground_loss_trains_the_foreground_head(fake_text) -> None:
+    torch.manual_seed(0)
+    plain = Tango3D(micro_config())
+    assert plain.foreground_head is None  # configs without the key have none
+    with pytest.raises(ValueError, match="foreground_head"):
+        plain(make_batch(), losses={"foreground": 1.0})
+    m = Tango3D(dataclasses.replace(micro_config(), foreground_head=True))
+    batch = make_batch()
+    out = m(batch, losses={"foreground": 1.0})
+    assert set(out) == {"total", "foreground", "foreground_iou"}
+    # binary cross-entropy of the upsampled logits against the mask, by hand
+    img = m.image_forward(batch["image"])
+    logits = torch.nn.functional.interpolate(m.foreground_head(img["dense_features"])["foreground"][:, None],
+                                             size=batch["mask"].shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    p = torch.sigmoid(logits)
+    ref = -(batch["mask"] * p.log() + (~batch["mask"]) * (1 - p).log()).mean()
+    assert torch.allclose(out["foreground"], ref, atol=1e-5)
+    out["total"].backward()
+    assert m.foreground_head.out.weight.grad.abs().sum() > 0
+    # the head's pixels decide ImageFeatures.geometry.foreground unless the image has alpha
+    rgb = Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8))
+    geo = m.encode_image(rgb).geometry
+    assert geo.foreground_source == "predicted" and geo.foreground.shape == (32, 32)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.pad(np.full((20, 20), 255, np.uint8), 10)))
+    assert m.encode_image(rgba).geometry.foreground_source == "alpha"
+    assert plain.encode_image(rgb).geometry.foreground_source in ("border", "none")
+
+
 def test_missing_batch_key_is_clear(model: Tango3D) -> None:
     batch = make_batch()
     del batch["yaw"]
@@ -206,6 +235,10 @@ def test_encode_image_any_size_and_mode(model: Tango3D, mode: str, size: tuple[i
     assert feats.global_embedding.shape == (12,)
     xy = torch.tensor([[0.0, 0.0], [size[0] - 1.0, size[1] - 1.0], [size[0] / 2, size[1] / 3]])
     _check_unit(feats.sample(xy), 1)
+    geo = feats.geometry
+    assert geo.xyz.shape == (3, mh // 4, mw // 4) and geo.depth.shape == (mh // 4, mw // 4)
+    assert geo.foreground.shape == (mh, mw) and geo.foreground.dtype == torch.bool
+    assert geo.xyz_at(feats.image_size, xy).shape == (3, 3) and geo.depth_at(feats.image_size, xy).shape == (3,)
 
 
 def test_encode_image_deterministic_and_bad_input(model: Tango3D) -> None:

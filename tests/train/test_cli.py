@@ -1,4 +1,4 @@
-"""End-to-end: one command runs all four stages, resumes, exports; and DDP on gloo."""
+"""End-to-end: one command runs every stage (0-4), resumes, exports; and DDP on gloo."""
 
 import dataclasses
 import json
@@ -50,8 +50,17 @@ def test_one_command_runs_every_stage_and_resumes(tmp_path):
         assert (out / n / "DONE").exists(), n
         assert (out / n / "log.csv").read_text().startswith("step,")
         assert json.loads((out / n / "config.json").read_text())["name"] == n.split("_", 1)[1]
+    # stage 4 trains the foreground head and nothing else
+    from safetensors.torch import load_file
+
+    joint = load_file(str(out / "3_joint" / "latest" / "model.safetensors"))
+    fg = load_file(str(out / "4_foreground" / "latest" / "model.safetensors"))
+    assert set(joint) == set(fg) and any(k.startswith("foreground_head.") for k in fg)
+    for k in fg:
+        same = torch.equal(joint[k], fg[k])
+        assert same != k.startswith("foreground_head."), k
     model = load_model(ckpt)
-    assert model.config.image.width == 48
+    assert model.config.image.width == 48 and model.foreground_head is not None
     extra = json.loads((ckpt / "config.json").read_text())
     assert "tango3d_core.train" in json.dumps(extra)
     # rerunning finds every stage done and trains nothing
@@ -175,7 +184,7 @@ def test_stage_steps_and_slow_lr_scale_override_the_schedule():
     # the old split, spelled out, gives back the schedule the canonical-xyz baseline was trained with
     old_split = apply_overrides(base, preset="tiny", stage_steps={"local": 400, "global": 200, "joint": 150},
                                 slow_lr_scale=0.1)
-    assert [(s.steps, s.warmup) for s in old_split[1:]] == [(400, 40), (200, 20), (150, 15)]
+    assert [(s.steps, s.warmup) for s in old_split[1:4]] == [(400, 40), (200, 20), (150, 15)]
     assert by["joint"].slow_lr_scale == 0.5 and by["local"].slow_lr_scale == old["local"].slow_lr_scale
     # the slow factor reaches the optimiser groups
     from tango3d_core.config import toy_config
