@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-png", action="store_true", help="report: HTML figures only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-pose", action="store_true",
+                   help="pixel2point: skip the tango3d-pose row (our model with pose-verified matching, models.pose)")
     return p
 
 
@@ -187,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..models.checkpoint import CheckpointError, load_model
     from .baselines import BackprojectionBaseline, RandomBaseline
-    from .suites import ModelProvider, default_config, run_suite
+    from .suites import ModelProvider, PoseModelProvider, default_config, run_suite
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -218,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for suite in suites:
         cfg = configs[suite]
         providers: dict[str, Any] = {"tango3d": ModelProvider(model)}
+        if suite == "pixel2point" and not args.no_pose:
+            providers["tango3d-pose"] = PoseModelProvider(model)
         if "random" in baselines:
             providers["random"] = RandomBaseline(dim=model.dense_dim, global_dim=model.global_dim, seed=cfg.seed)
         if "backprojection" in baselines:

@@ -493,6 +493,30 @@ class ModelProvider:
             raise NotImplementedError(str(e)) from e
 
 
+class PoseModelProvider(ModelProvider):
+    """The Tango3D model with pose-verified matching (``models.pose``): the same features, but a
+    pixel's match is ``argmax pose_match(...)`` instead of the most cosine-similar point. The pose
+    is estimated once per (image, shape) from the image alone (its foreground from the plain
+    background, the geometry head's xyz and depth) and the shape's points, normals and features.
+    Suites that match pixels to points call ``match_pixels``; the others see the plain model."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        self.fallbacks = 0  # images whose pose could not be estimated (too little foreground)
+
+    def match_pixels(self, image: Any, shape: Any, xy: Tensor) -> Tensor:
+        """[M, N] scores of pixels ``xy`` [M, 2] against every point of ``shape``; argmax = match.
+        Where no pose can be estimated the scores are the plain cosine similarities."""
+        from ...models.pose import estimate_pose, pose_match
+
+        try:
+            pose = estimate_pose(image, shape)
+        except ValueError:
+            self.fallbacks += 1
+            return image.sample(xy) @ shape.dense.T
+        return pose_match(image, shape, xy, pose=pose)
+
+
 class MethodTimer:
     """Wall time each method spends in its provider calls, per kind ("shape", "image", "text")."""
 

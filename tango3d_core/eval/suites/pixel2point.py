@@ -2,7 +2,9 @@
 
 For each held-out shape (yawed) and each of its views, ``pixels_per_view`` mask pixels are
 drawn. A method's prediction for a pixel is the point, among the ``num_points`` surface samples
-its ``shape_features`` returns, whose feature is most cosine-similar to the pixel's feature.
+its ``shape_features`` returns, whose feature is most cosine-similar to the pixel's feature, or,
+for a provider with ``match_pixels(image, shape, xy) -> [M, N]`` (``tango3d-pose``), the argmax
+of those scores.
 The error is the distance to the pixel's true surface point, as a fraction of the shape's
 bounding-box diagonal.
 
@@ -64,9 +66,14 @@ def run(providers: Mapping[str, FeatureProvider], cfg: SuiteConfig, scenes: Iter
         for name, provider in providers.items():
             shp = timer.call(name, "shape", provider.shape_features, scene, num_points=cfg.num_points, seed=cfg.seed)
             pts = as_numpy(shp.points).astype(np.float64)
+            match = getattr(provider, "match_pixels", None)
             for view, xy, gt in queries:
                 img = timer.call(name, "image", provider.image_features, view)
-                idx = argmax_cosine(img.sample(torch.as_tensor(xy, dtype=torch.float32)), shp.dense).numpy()
+                if match is not None:
+                    scores = timer.call(name, "match", match, img, shp, torch.as_tensor(xy, dtype=torch.float32))
+                    idx = scores.argmax(dim=1).numpy()
+                else:
+                    idx = argmax_cosine(img.sample(torch.as_tensor(xy, dtype=torch.float32)), shp.dense).numpy()
                 errors[name].append(np.linalg.norm(pts[idx] - gt, axis=1) / scene.diameter)
                 floors[name].append(_nearest_distance(gt, pts) / scene.diameter)
     cat = np.concatenate(cats) if cats else np.zeros(0, dtype=object)
