@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import shutil
 import threading
 import time
@@ -41,6 +42,8 @@ import numpy as np
 import torch
 import trimesh
 from PIL import Image
+
+from tango3d_core.models.pose import estimate_pose, pose_match
 
 from .examples import Example
 from .export import ExportDir, mesh_bytes, values_npy_bytes
@@ -687,9 +690,20 @@ class Explorer:
         st = session.overlay
         feats = {p: session.image_features[p].sample(torch.tensor([value], dtype=torch.float32))[0]
                  for p in session.providers}
+        notes: dict[str, str] = {}
         for slot, (sid, pname, enc) in enumerate(self._views(session)):
             dense = enc.features.dense
-            sims = dense @ feats[pname].to(dense.device)
+            sims = None
+            if sid == "a" and st.matching == "pose":
+                pose, why = self._pose(session, pname, enc.features)
+                if pose is not None:
+                    sims = pose_match(session.image_features[pname], enc.features, [list(value)], pose=pose)[0]
+                    sims = sims.to(dense.device)
+                    notes[pname] = f"pose-verified, yaw {math.degrees(pose.yaw):.0f}°"
+                else:
+                    notes[pname] = f"features only: {why}"
+            if sims is None:
+                sims = dense @ feats[pname].to(dense.device)
             colors, best = point_colors(sims, enc.base, st)
             best_point = enc.features.points[best].detach().cpu().numpy().astype(np.float64)
             if sid == "a":
@@ -704,8 +718,29 @@ class Explorer:
         if session.many_keys:
             self._render_many(session, value)
         px = ", ".join(f"{p}: best point ({', '.join(f'{v:.3f}' for v in session.best_points[p])})"
-                       for p in session.providers)
+                       + (f" [{notes[p]}]" if p in notes else "") for p in session.providers)
         session.status = f"Pixel ({value[0]:.0f}, {value[1]:.0f}) → {px}."
+
+    def _pose(self, session: Session, pname: str, shape: Any) -> tuple[Any, str]:
+        """(PoseEstimate or None, why not) of the image in the first shape for provider ``pname``,
+        cached until the image features or the shape change (under ``session.lock``)."""
+        img = session.image_features.get(pname)
+        cached = session.poses.get(pname)
+        if cached is not None and cached[0] is img and cached[1] is shape:
+            return cached[2], cached[3]
+        pose, why = None, ""
+        geometry = getattr(img, "geometry", None)
+        if geometry is None:
+            why = "this provider predicts no geometry"
+        elif geometry.foreground_source == "none":
+            why = "no plain background or alpha to find the object by"
+        else:
+            try:
+                pose = estimate_pose(img, shape)
+            except ValueError as e:
+                why = str(e)
+        session.poses[pname] = (img, shape, pose, why)
+        return pose, why
 
     def _render_point(self, session: Session, value: np.ndarray, clicked: str) -> None:
         st = session.overlay

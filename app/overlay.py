@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "COLORMAPS",
     "ColormapName",
+    "MatchingMode",
     "OverlaySettings",
     "colormap_lut",
     "draw_marker",
@@ -30,6 +31,7 @@ __all__ = [
 ColormapName = Literal["turbo", "viridis", "magma", "coolwarm", "gray"]
 SelectionMode = Literal["all", "top-k", "threshold"]
 ScaleMode = Literal["relative", "absolute"]
+MatchingMode = Literal["pose", "features"]
 
 # Anchor colours (evenly spaced in [0, 1]) of well-known perceptual maps; interpolated
 # linearly to 256 entries. Hard-coded so the app needs no plotting library.
@@ -58,6 +60,11 @@ class OverlaySettings:
     opacity    weight of the heat colour over the surface / image colour, in [0, 1]
     scale      "relative": the colour scale spans this query's min..max similarity;
                "absolute": it spans cosine -1..1, so colours compare across queries
+    matching   how an image click scores the first shape's points: "pose" (pose-verified,
+               ``tango3d_core.models.pose``: cosine minus a penalty for lying far from where the
+               image's predicted surface puts the pixel; needs a provider with a geometry head
+               and an image with a plain background or alpha, else falls back) or "features"
+               (cosine similarity only)
     """
 
     colormap: ColormapName = "turbo"
@@ -66,8 +73,11 @@ class OverlaySettings:
     threshold: float = 0.5
     opacity: float = 0.85
     scale: ScaleMode = "relative"
+    matching: MatchingMode = "pose"
 
     def __post_init__(self) -> None:
+        if self.matching not in get_args(MatchingMode):
+            raise ValueError(f"matching must be one of {get_args(MatchingMode)}, got {self.matching!r}")
         if self.colormap not in COLORMAPS:
             raise ValueError(f"unknown colormap {self.colormap!r}; choose one of {sorted(COLORMAPS)}")
         if self.mode not in get_args(SelectionMode):

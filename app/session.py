@@ -167,6 +167,9 @@ class Session:
     providers: list[str] = field(default_factory=list)
     image_features: dict[str, Any] = field(default_factory=dict)
     shapes: dict[str, EncodedShape] = field(default_factory=dict)
+    # provider -> (image features, shape features, PoseEstimate or None, why none): the pose of
+    # the image in the first shape, re-estimated when either object changes
+    poses: dict[str, tuple[Any, Any, Any, str]] = field(default_factory=dict)
     # interaction
     overlay: OverlaySettings = field(default_factory=OverlaySettings)
     # ("pixel", (x, y)), ("point", xyz [3], shape "a" | "b"), ("mask",) or ("pca",)

@@ -37,6 +37,13 @@ TEMP_FILE_CLEANUP = (900, 3600)  # Gradio's delete_cache: every 15 min, files ol
 VIEWER_HEIGHT = 560
 NO_COMPARE = "(none)"
 SECOND = "second shape"
+# radio label -> OverlaySettings.matching
+MATCHING_LABELS = {"pose-verified": "pose", "features only": "features"}
+
+
+def _matching_label(value: str) -> str:
+    return next(label for label, v in MATCHING_LABELS.items() if v == value)
+
 CSS = """
 #status {min-height: 2.2em}
 #query-image img {cursor: crosshair}
@@ -193,6 +200,10 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                     colormap = gr.Dropdown(list(COLORMAPS), value=defaults.colormap, label="Colormap", elem_id="colormap")
                     mode = gr.Radio(["all", "top-k", "threshold"], value=defaults.mode, label="Show", elem_id="mode")
                     scale = gr.Radio(["relative", "absolute"], value=defaults.scale, label="Colour scale")
+                    matching = gr.Radio(list(MATCHING_LABELS), value=_matching_label(defaults.matching),
+                                        label="Match pixels by", elem_id="matching",
+                                        info="pose-verified: features plus where the image's predicted "
+                                             "surface puts the pixel (plain backgrounds)")
                 with gr.Row():
                     k = gr.Slider(1, explorer.limits.num_points, value=defaults.k, step=1, label="k (top-k)")
                     threshold = gr.Slider(-1.0, 1.0, value=defaults.threshold, step=0.01, label="Threshold (cosine)")
@@ -369,15 +380,15 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                    concurrency_limit=None, trigger_mode="multiple")
 
         @_guard(n_panels + 1, 2)
-        def on_overlay(cm, md, sc, kk, th, op, s):
-            panels = explorer.set_overlay(s, colormap=cm, mode=md, scale=sc, k=int(kk), threshold=float(th),
-                                          opacity=float(op))
+        def on_overlay(cm, md, sc, mt, kk, th, op, s):
+            panels = explorer.set_overlay(s, colormap=cm, mode=md, scale=sc, matching=MATCHING_LABELS.get(mt, mt),
+                                          k=int(kk), threshold=float(th), opacity=float(op))
             if panels is None:
                 return _skip_panels() + (gr.skip(),)
             return _panels(panels, s) + (_many(s),)
 
-        overlay_inputs = [colormap, mode, scale, k, threshold, opacity, session]
-        for control in (colormap, mode, scale):
+        overlay_inputs = [colormap, mode, scale, matching, k, threshold, opacity, session]
+        for control in (colormap, mode, scale, matching):
             control.input(on_overlay, inputs=overlay_inputs, outputs=panels_out + [many_gallery],
                           show_progress="hidden", trigger_mode="always_last")
         for control in (k, threshold, opacity):

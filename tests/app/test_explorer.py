@@ -53,6 +53,7 @@ def test_pixel_click_colours_the_shape_by_similarity(explorer, provider):
     panels, axis = explorer.load_example(s, _example_index(explorer, "chair"))
     assert axis == "z" and panels[0].size == (320, 320) and panels[1] is None
     base_colours = s.viewer.colors(0).copy()
+    explorer.set_overlay(s, matching="features")
     panels = explorer.click_pixel(s, (160, 150))
     # Reference: the model's own API, then a plain argmax in numpy.
     img_f = provider.encode_image(s.image)
@@ -68,6 +69,45 @@ def test_pixel_click_colours_the_shape_by_similarity(explorer, provider):
     ys, xs = np.nonzero(diff)
     assert abs(xs.mean() - 160) < 2 and abs(ys.mean() - 150) < 2 and not diff[:100].any()
     assert s.last_ms > 0 and "Pixel (160, 150)" in s.status
+
+
+def test_pixel_click_is_pose_verified_by_default(explorer, provider):
+    from tango3d_core.models.pose import estimate_pose, pose_match
+
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "chair"))
+    assert s.overlay.matching == "pose"
+    explorer.click_pixel(s, (160, 150))
+    img_f = provider.encode_image(s.image)
+    assert img_f.geometry is not None and img_f.geometry.foreground_source in ("border", "predicted")
+    shp = provider.encode_shape(s.mesh, num_points=LIMITS.num_points, seed=0)
+    pose = estimate_pose(img_f, shp)
+    scores = pose_match(img_f, shp, [[160.0, 150.0]], pose=pose)[0].numpy()
+    np.testing.assert_allclose(s.best_points["tango3d"], shp.points.numpy()[np.argmax(scores)], atol=1e-6)
+    assert "pose-verified" in s.status and f"yaw {np.degrees(pose.yaw):.0f}" in s.status
+    expected, _ = point_colors(torch.from_numpy(scores), s.shapes["tango3d"].base, s.overlay)
+    assert np.abs(s.viewer.colors(0).astype(int) - expected.astype(int)).max() <= 1
+    # the pose is estimated once per image and shape, not per click
+    cached = s.poses["tango3d"]
+    explorer.click_pixel(s, (150, 160))
+    assert s.poses["tango3d"] is cached
+    # switching to features only gives the cosine argmax again
+    explorer.set_overlay(s, matching="features")
+    sims = shp.dense.numpy() @ img_f.sample([[150.0, 160.0]])[0].numpy()
+    np.testing.assert_allclose(s.best_points["tango3d"], shp.points.numpy()[np.argmax(sims)], atol=1e-6)
+    with pytest.raises(UserError, match="matching"):
+        explorer.set_overlay(s, matching="telepathy")
+
+
+def test_pose_falls_back_to_features_on_a_busy_background(explorer, tmp_path):
+    """The test model has no foreground head: on noise there is no object to fit a pose to."""
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "chair"))
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(path)
+    explorer.load_image(s, str(path))
+    explorer.click_pixel(s, (40, 40))
+    assert "features only" in s.status and "plain background" in s.status
 
 
 def test_click_positions_are_clamped_and_validated(explorer):
@@ -528,6 +568,7 @@ def test_exports_are_named_by_the_server_and_removed_on_close(explorer, examples
     explorer.load_example(s, _example_index(explorer, "chair"))
     with pytest.raises(UserError, match="Nothing to export"):
         explorer.export(s, "ply")
+    explorer.set_overlay(s, matching="features")  # the .npy then holds plain cosine similarities
     explorer.click_pixel(s, (160, 150))
     ply = explorer.export(s, "ply")
     assert ply.name.startswith("tango3d-heat-") and ply.suffix == ".ply"
