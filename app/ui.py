@@ -202,8 +202,8 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                     scale = gr.Radio(["relative", "absolute"], value=defaults.scale, label="Colour scale")
                     matching = gr.Radio(list(MATCHING_LABELS), value=_matching_label(defaults.matching),
                                         label="Match pixels by", elem_id="matching",
-                                        info="pose-verified: features plus where the image's predicted "
-                                             "surface puts the pixel (plain backgrounds)")
+                                        info="pose-verified: features, plus where the image's predicted "
+                                             "surface puts the pixel once turned onto the shape")
                 with gr.Row():
                     k = gr.Slider(1, explorer.limits.num_points, value=defaults.k, step=1, label="k (top-k)")
                     threshold = gr.Slider(-1.0, 1.0, value=defaults.threshold, step=0.01, label="Threshold (cosine)")

@@ -63,7 +63,7 @@ LOSS_NAMES: tuple[str, ...] = ("geometry", "vae", "dense", "global", "foreground
 DeviceLike = str | torch.device | None
 # Pixels whose foreground logit exceeds this count as the object in ``ImageGeometry.foreground``:
 # below 0, because the pose search gains more from covering the object (recall 0.95) than it
-# loses to background pixels (precision 0.70; validation split, docs/experiments/pose_matching.md).
+# loses to background pixels (precision 0.73; validation split, docs/experiments/pose_matching.md).
 FOREGROUND_LOGIT = -1.0
 
 

@@ -22,6 +22,7 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("dense_accuracy", "dense top-1 accuracy"),
     ("global", "global contrastive"),
     ("total", "total loss"),
+    ("foreground_iou", "foreground mask IoU (stage 4)"),
 )
 
 
@@ -47,7 +48,8 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
     stages = read_run(run_dir)
     if not stages:
         raise FileNotFoundError(f"no stage log.csv under {run_dir}")
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in PANELS])
+    cols = 4
+    fig = make_subplots(rows=2, cols=cols, subplot_titles=[t for _, t in PANELS])
     offset = 0
     in_legend: set[str] = set()
     for si, (name, rows) in enumerate(stages):
@@ -56,16 +58,17 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
             ys = [r[key] for r in rows if key in r]
             if xs:
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name,
-                                         showlegend=name not in in_legend, line={"color": _COLOURS[si % 4]}),
-                              row=pi // 3 + 1, col=pi % 3 + 1)
+                                         showlegend=name not in in_legend,
+                                         line={"color": _COLOURS[si % len(_COLOURS)]}),
+                              row=pi // cols + 1, col=pi % cols + 1)
                 in_legend.add(name)
         offset += int(rows[-1]["step"]) if rows else 0
-    fig.update_layout(title=f"Learning curves: {Path(run_dir).name}", height=500, width=900)
+    fig.update_layout(title=f"Learning curves: {Path(run_dir).name}", height=500, width=1150)
     fig.update_xaxes(title_text="global step")
     return _write(fig, out_stem)
 
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
 # Panels of the run comparison: the alignment-phase terms every schedule may log.
 COMPARE_PANELS: tuple[tuple[str, str], ...] = (
