@@ -248,6 +248,7 @@ CASES: dict[str, Callable[..., list[Row]]] = {
     "encode_speed": _encode_speed,
     "mesh_load": _mesh_load,
     "app_click": _app_click,
+    "pose": _case("pose"),
     "scaling": _case("scaling"),  # last: it also turns the curves other cases recorded into rows
 }
 

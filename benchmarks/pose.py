@@ -1,0 +1,100 @@
+"""Pose-verified matching: the yaw search of ``estimate_pose`` against an exhaustive one.
+
+``estimate_pose`` scores every third of its 72 candidate yaws, then refines around the three
+best, batching 12 yaws per product. The baseline scores all 72 yaws one at a time with the same
+scoring function (what a straightforward implementation does). Both run on the bundled model's
+features of held-out chairs and airplanes seen from four sides; the row also reports how often
+the two searches choose the same yaw. A second row times one pose-verified click
+(``pose_match`` of one pixel against 8192 points, the pose cached) against the plain cosine
+click.
+
+    python -m benchmarks --cases pose
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from .common import Context, Row
+
+__all__ = ["run"]
+
+
+def _scenes(ctx: Context) -> list[tuple[object, object]]:
+    from tango3d_core.data import render, shapes
+
+    model = ctx.model()
+    out = []
+    names = [("chair", 200000)] if ctx.smoke else [("chair", 200000), ("airplane", 200001)]
+    for cat, seed in names:
+        mesh = shapes.generate(cat, seed).mesh
+        shp = model.encode_shape(mesh, num_points=8192, seed=0)
+        for k in range(1 if ctx.smoke else 4):
+            a = 2 * math.pi * (k + 0.3) / 4
+            cam = render.Camera.look_at((1.6 * math.cos(a), 1.6 * math.sin(a), 0.9), (0, 0, 0), width=224, height=224)
+            from PIL import Image
+
+            img = model.encode_image(Image.fromarray(render.render_view(mesh, cam).rgb))
+            out.append((img, shp))
+    return out
+
+
+def _exhaustive(img, shp) -> float:
+    """Every yaw scored on its own, with the shipped scoring function and inputs."""
+    from tango3d_core.models import pose as P
+
+    xy = P._foreground_pixels(img, None, 512, 0)
+    pred = img.geometry.xyz_at(img.image_size, xy).float()
+    view = P._view_direction(xy, pred, img.geometry.depth_at(img.image_size, xy))
+    canonical = P._canonical(shp)
+    sub = torch.randperm(len(canonical), generator=torch.Generator().manual_seed(0))[:2048]
+    cos = img.sample(xy) @ shp.dense[sub].T
+    yaws = torch.arange(72, dtype=torch.float32) * (2 * math.pi / 72)
+    scores = [P._yaw_scores(yaws[k:k + 1], pred, view, canonical, canonical[sub], shp.normals[sub], cos,
+                            feature_weight=P.FEATURE_WEIGHT, temperature=P.TEMPERATURE, sigma=P.SIGMA)[0]
+              for k in range(72)]
+    return float(yaws[int(torch.cat(scores).argmax())])
+
+
+def _seconds(fn, repeats: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def run(ctx: Context) -> list[Row]:
+    from tango3d_core.models.pose import estimate_pose, pose_match
+
+    scenes = _scenes(ctx)
+    reps = 1 if ctx.smoke else 2
+    ours = np.mean([_seconds(lambda: estimate_pose(i, s), reps) for i, s in scenes])
+    base = np.mean([_seconds(lambda: _exhaustive(i, s), reps) for i, s in scenes])
+    same = np.mean([abs((estimate_pose(i, s).yaw - _exhaustive(i, s) + math.pi) % (2 * math.pi) - math.pi) < 1e-4
+                    for i, s in scenes])
+    img, shp = scenes[0]
+    pose = estimate_pose(img, shp)
+    xy = [[112.0, 112.0]]
+    click_pose = _seconds(lambda: pose_match(img, shp, xy, pose=pose), 20)
+    click_cos = _seconds(lambda: shp.dense @ img.sample(xy)[0], 20)
+    return [
+        Row(case="Pose search", setting=f"72 yaws, 512 pixels x 2048 points, {len(scenes)} views",
+            ours=ours, baseline=base, unit="s", ours_name="estimate_pose: every 3rd yaw, then the neighbours "
+            "of the 3 best, 12 yaws per batched product", baseline_name="all 72 yaws scored one at a time, "
+            "same scoring", ours_detail=f"same yaw as the exhaustive search on {100 * same:.0f} % of views",
+            kind="alternative",
+            note="" if ours < base else "the batched search should be faster; check the thread count"),
+        Row(case="Pose search", setting="one click, 8192 points, pose cached", ours=click_pose * 1e3,
+            baseline=click_cos * 1e3, unit="ms", ours_name="pose_match (cosine minus distance penalty)",
+            baseline_name="cosine only (dense @ f)", kind="alternative",
+            note="the pose-verified click also samples the predicted xyz, turns the 8192 points into the "
+                 "image's frame and computes their distances: a fixed extra cost of about a millisecond, far "
+                 "below a frame",
+            issue="Cache the shape's points in the image's frame with the pose (once per image and shape), so a "
+                  "pose-verified click only computes the distances"),
+    ]

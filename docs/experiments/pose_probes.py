@@ -1,0 +1,155 @@
+"""Experiment (issue #3): how far pose-verified matching (``tango3d_core.models.pose``) can go.
+
+    python docs/experiments/pose_probes.py yaw CHECKPOINT [SPLIT] [SHAPES]
+    python docs/experiments/pose_probes.py foreground CHECKPOINT [SPLIT]
+    python docs/experiments/pose_probes.py gate CHECKPOINT [SPLIT]
+
+``yaw``: the pixel2point suite's queries (default: the validation split, where every setting
+was chosen) matched four ways: cosine only; pose-verified with the estimated pose and the
+model's own foreground; with the object's true mask instead; and with the *oracle* yaw (the turn
+that best fits the predicted xyz of the masked pixels to their true xyz), the ceiling of a
+perfect yaw search. Also the estimated yaw's error against the oracle's.
+
+``foreground``: precision and recall of the foreground head's mask (and of the 5x5-eroded
+one ``encode_image`` keeps) against the rendered mask, by logit threshold.
+
+``gate``: would falling back to cosine matching when the pose is ambiguous (small
+``PoseEstimate.margin``: the best yaw barely beats a yaw 45+ degrees away) help?
+
+A lab record, not part of the package: see docs/experiments/pose_matching.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tango3d_core import load_model
+from tango3d_core.eval.suites import default_config
+from tango3d_core.eval.suites._common import argmax_cosine, procedural_scenes, scene_rng
+from tango3d_core.eval.suites.pixel2point import sample_query_pixels
+from tango3d_core.models.image_encoder import pil_to_tensor
+from tango3d_core.models.pose import PoseEstimate, _frames, estimate_pose, pose_match
+
+
+def _acc(errs: list[np.ndarray]) -> str:
+    e = np.concatenate(errs)
+    return f"{100 * np.mean(e <= 0.05):.1f} / {100 * np.mean(e <= 0.1):.1f}"
+
+
+def _queries(cfg, limit):
+    for i, scene in enumerate(procedural_scenes(cfg)):
+        if i >= limit:
+            return
+        yield scene
+
+
+def oracle_pose(img, shp, mask: np.ndarray, xyz: np.ndarray, steps: int = 72) -> PoseEstimate:
+    """The yaw whose frame best fits the predicted xyz of the masked pixels to their true xyz."""
+    rows, cols = np.nonzero(mask)
+    pick = np.random.default_rng(0).choice(len(rows), min(512, len(rows)), replace=False)
+    xy = torch.as_tensor(np.stack([cols[pick], rows[pick]], -1), dtype=torch.float32)
+    pred = img.geometry.xyz_at(img.image_size, xy).double().numpy()
+    canonical = ((shp.points - shp.center) * shp.scale).float()
+    yaws = torch.arange(steps, dtype=torch.float32) * (2 * math.pi / steps)
+    centers, scales = _frames(canonical, yaws)
+    true_c = torch.as_tensor((xyz[rows[pick], cols[pick]] - shp.center.numpy()) * shp.scale, dtype=torch.float32)
+    best, best_err = 0, float("inf")
+    for k, t in enumerate(yaws.tolist()):
+        c, s = math.cos(-t), math.sin(-t)
+        rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        q = ((true_c @ rot.T) - centers[k]) * scales[k]
+        err = float(np.abs(pred - q.double().numpy()).sum())
+        if err < best_err:
+            best, best_err = k, err
+    return PoseEstimate(yaw=float(yaws[best]), center=centers[best], scale=float(scales[best]),
+                        view_dir=torch.zeros(3), yaws=yaws, scores=torch.zeros(steps), num_pixels=len(pick))
+
+
+def yaw(model, split: str, limit: int) -> None:
+    cfg = dataclasses.replace(default_config("pixel2point"), split=split)
+    errs = {k: [] for k in ("cosine", "pose", "pose, true mask", "oracle yaw")}
+    yaw_err = []
+    for scene in _queries(cfg, limit):
+        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
+        pts = shp.points.numpy()
+        for view in scene.views:
+            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
+            gt = view.xyz[xy[:, 1], xy[:, 0]]
+            q = torch.as_tensor(xy, dtype=torch.float32)
+            img = model.encode_image(view.image)
+            poses = {"pose": estimate_pose(img, shp), "pose, true mask": estimate_pose(img, shp, mask=view.mask),
+                     "oracle yaw": oracle_pose(img, shp, view.mask, np.nan_to_num(view.xyz))}
+            idx = {"cosine": argmax_cosine(img.sample(q), shp.dense)}
+            idx.update({k: pose_match(img, shp, q, pose=p).argmax(1) for k, p in poses.items()})
+            for k, i in idx.items():
+                errs[k].append(np.linalg.norm(pts[i.numpy()] - gt, axis=1) / scene.diameter)
+            d = poses["pose"].yaw - poses["oracle yaw"].yaw
+            yaw_err.append(abs(math.degrees((d + math.pi) % (2 * math.pi) - math.pi)))
+    for k, v in errs.items():
+        print(f"{k:16s} pixel->point <=5% / <=10%: {_acc(v)}")
+    y = np.array(yaw_err)
+    print(f"estimated yaw vs oracle: <15 deg {100 * np.mean(y < 15):.1f} %, <45 deg {100 * np.mean(y < 45):.1f} %, "
+          f">135 deg (a half turn) {100 * np.mean(y > 135):.1f} %")
+
+
+def foreground(model, split: str) -> None:
+    cfg = dataclasses.replace(default_config("pixel2point"), split=split)
+    thresholds = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    counts = {(t, e): np.zeros(3) for t in thresholds for e in (False, True)}
+    for scene in procedural_scenes(cfg):
+        for view in scene.views:
+            x = pil_to_tensor(view.image, model.image_encoder.input_size(*view.image.size))[None]
+            with torch.inference_mode():
+                dense = model.image_forward(x)["dense_features"]
+                logit = F.interpolate(model.foreground_head(dense)["foreground"][:, None], size=view.mask.shape,
+                                      mode="bilinear", align_corners=False)[0, 0]
+            gt = torch.as_tensor(view.mask)
+            for t in thresholds:
+                p = logit > t
+                eroded = ~F.max_pool2d((~p)[None, None].float(), 9, 1, 4)[0, 0].bool()
+                for e, m in ((False, p), (True, eroded)):
+                    counts[t, e] += [int((m & gt).sum()), int(m.sum()), int(gt.sum())]
+    for t in thresholds:
+        (tp, pp, g), (etp, epp, eg) = counts[t, False], counts[t, True]
+        print(f"logit > {t:+.0f}: precision {tp / pp:.3f} recall {tp / g:.3f}   eroded: precision "
+              f"{etp / max(epp, 1):.3f} recall {etp / eg:.3f}")
+
+
+def gate(model, split: str) -> None:
+    cfg = dataclasses.replace(default_config("pixel2point"), split=split)
+    rows = []
+    for scene in procedural_scenes(cfg):
+        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
+        pts = shp.points.numpy()
+        for view in scene.views:
+            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
+            gt = view.xyz[xy[:, 1], xy[:, 0]]
+            q = torch.as_tensor(xy, dtype=torch.float32)
+            img = model.encode_image(view.image)
+            e_cos = np.linalg.norm(pts[argmax_cosine(img.sample(q), shp.dense).numpy()] - gt, axis=1) / scene.diameter
+            pose = estimate_pose(img, shp)
+            e_pose = np.linalg.norm(pts[pose_match(img, shp, q, pose=pose).argmax(1).numpy()] - gt, axis=1)
+            rows.append((pose.margin, e_cos, e_pose / scene.diameter))
+    for m0 in (0.0, 0.005, 0.01, 0.02, 0.05):
+        chosen = [p if m >= m0 else c for m, c, p in rows]
+        used = np.mean([m >= m0 for m, _, _ in rows])
+        print(f"pose only where margin >= {m0}: {_acc(chosen)} (pose on {100 * used:.0f} % of views)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    if len(sys.argv) < 3 or sys.argv[1] not in ("yaw", "foreground", "gate"):
+        raise SystemExit(__doc__)
+    what, model = sys.argv[1], load_model(sys.argv[2])
+    split = sys.argv[3] if len(sys.argv) > 3 else "val"
+    if what == "yaw":
+        yaw(model, split, int(sys.argv[4]) if len(sys.argv) > 4 else 10**9)
+    elif what == "foreground":
+        foreground(model, split)
+    else:
+        gate(model, split)
