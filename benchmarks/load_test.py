@@ -283,7 +283,8 @@ def simulated_user(base_url: str, user: int, budget: Budget, stats: Stats, *, co
                 xy = [rng.randrange(160), rng.randrange(160)]
                 timed("click_pixel", tab.call, "query-image", "select", None, event_data={"index": xy, "value": None})
             timed("overlay", tab.call, "colormap", "input",
-                  [rng.choice(["viridis", "turbo", "magma"]), "top-k", "relative", 200, 0.5, 1.0, None])
+                  [rng.choice(["viridis", "turbo", "magma"]), "top-k", "relative",
+                   rng.choice(["pose-verified", "features only"]), 200, 0.5, 1.0, None])
             timed("poll", tab.call, None, "tick")
             if text:
                 query = rng.choice(["a chair", "a mug", "a lamp"])

@@ -3,6 +3,7 @@
     python docs/experiments/pose_probes.py yaw CHECKPOINT [SPLIT] [SHAPES]
     python docs/experiments/pose_probes.py foreground CHECKPOINT [SPLIT]
     python docs/experiments/pose_probes.py gate CHECKPOINT [SPLIT]
+    python docs/experiments/pose_probes.py retrieval CHECKPOINT [SPLIT] [TOP_K]
 
 ``yaw``: the pixel2point suite's queries (default: the validation split, where every setting
 was chosen) matched four ways: cosine only; pose-verified with the estimated pose and the
@@ -15,6 +16,11 @@ one ``encode_image`` keeps) against the rendered mask, by logit threshold.
 
 ``gate``: would falling back to cosine matching when the pose is ambiguous (small
 ``PoseEstimate.margin``: the best yaw barely beats a yaw 45+ degrees away) help?
+
+``retrieval``: image->shape over the retrieval suite's gallery (17 categories x 6 shapes, one
+view each), the global-embedding ranking re-ranked in its top K by how well the image's
+predicted surface fits each candidate (the best ``estimate_pose`` score), alone and added to
+the z-scored global similarity.
 
 A lab record, not part of the package: see docs/experiments/pose_matching.md.
 """
@@ -141,9 +147,37 @@ def gate(model, split: str) -> None:
         print(f"pose only where margin >= {m0}: {_acc(chosen)} (pose on {100 * used:.0f} % of views)")
 
 
+def retrieval(model, split: str, top_k: int) -> None:
+    from tango3d_core.eval.metrics import recall_at_k
+
+    cfg = dataclasses.replace(default_config("retrieval"), split=split)
+    imgs, shps, cats = [], [], []
+    for scene in procedural_scenes(cfg, views=1):
+        shps.append(model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed))
+        imgs.append(model.encode_image(scene.views[0].image))
+        cats.append(scene.category)
+    n = len(cats)
+    glob = (torch.stack([i.global_embedding for i in imgs]) @ torch.stack([s.global_embedding for s in shps]).T).numpy()
+    fit = np.full((n, n), -np.inf)
+    for q in range(n):
+        for j in np.argsort(-glob[q])[:top_k]:
+            fit[q, j] = float(estimate_pose(imgs[q], shps[j]).scores.max())
+    z = lambda a: (a - a.mean()) / (a.std() + 1e-9)  # noqa: E731
+    both = np.full((n, n), -np.inf)
+    for q in range(n):
+        top = np.isfinite(fit[q])
+        both[q, top] = z(glob[q, top]) + z(fit[q, top])
+    inst = np.arange(n)
+    cat = np.array([sorted(set(cats)).index(c) for c in cats])
+    for name, s in (("global", glob), (f"pose fit, top {top_k}", np.where(np.isfinite(fit), fit, -1e9)),
+                    (f"global + pose fit, top {top_k}", np.where(np.isfinite(both), both, -1e9))):
+        print(f"{name:26s} image->shape R@1 instance {100 * recall_at_k(s, inst, inst, 1):5.1f}"
+              f"  category {100 * recall_at_k(s, cat, cat, 1):5.1f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    if len(sys.argv) < 3 or sys.argv[1] not in ("yaw", "foreground", "gate"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("yaw", "foreground", "gate", "retrieval"):
         raise SystemExit(__doc__)
     what, model = sys.argv[1], load_model(sys.argv[2])
     split = sys.argv[3] if len(sys.argv) > 3 else "val"
@@ -151,5 +185,7 @@ if __name__ == "__main__":
         yaw(model, split, int(sys.argv[4]) if len(sys.argv) > 4 else 10**9)
     elif what == "foreground":
         foreground(model, split)
+    elif what == "retrieval":
+        retrieval(model, split, int(sys.argv[4]) if len(sys.argv) > 4 else 10)
     else:
         gate(model, split)

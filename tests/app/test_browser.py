@@ -79,6 +79,9 @@ def _image_geometry(page):
     loaded (a click's reply replaces the element, so separate reads could straddle two)."""
     img = page.locator("#query-image img").first
     img.wait_for(timeout=30000)
+    # A control lower down (the compare dropdown) may have scrolled the page: the box is in
+    # viewport coordinates, and a click outside the viewport lands nowhere.
+    img.scroll_into_view_if_needed()
     got = {}
 
     def loaded() -> bool:

@@ -603,3 +603,4 @@ def test_fallback_view_mode(make_explorer, provider):
     ex.click_pixel(s, (150, 150))
     path2, new2 = s.viewer.glb_path()
     assert new2 and path2 != path and s.viewer.marker(0, "best") is not None
+

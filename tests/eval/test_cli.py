@@ -76,7 +76,9 @@ def test_pixel2point_json_with_baseline_checkpoint(checkpoints, tmp_path, bundle
     res = json.loads(out.read_text())
     assert set(res) == {"suite", "config", "methods", "counts", "timing", "run"}
     assert res["suite"] == "pixel2point"
-    assert set(res["methods"]) == {"tango3d", "random", "backprojection", "global-only"}
+    # tango3d-pose: the same model with pose-verified matching (pixel2point only)
+    assert set(res["methods"]) == {"tango3d", "tango3d-pose", "random", "backprojection", "global-only"}
+    assert res["timing"]["methods"]["tango3d-pose"]["match_calls"] == res["counts"]["views"]
     assert res["config"]["categories"] == ["chair", "mug"] and res["config"]["resolution"] == 48
     assert res["run"]["checkpoint"]["extra"] == {"stage": "test"}
     assert res["run"]["baseline_checkpoints"] == {"global-only": str(b)}
@@ -94,11 +96,12 @@ def test_bundled_ablations_are_default_baselines(checkpoints, tmp_path, bundled,
     save_checkpoint(build_model("tiny"), bundled / "single-stage")  # a third set of weights
     assert main(["--suite", "pixel2point", "--checkpoint", str(a), *TINY_ARGS]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert set(res["methods"]) == {"tango3d", "random", "backprojection", "single-stage"}
+    assert set(res["methods"]) == {"tango3d", "tango3d-pose", "random", "backprojection", "single-stage"}
     assert res["run"]["baseline_checkpoints"] == {"single-stage": str(bundled / "single-stage")}
     assert set(res["run"]["skipped_baselines"]) == {"canonical-xyz", "global-only"}
     # asking only for the computed baselines leaves the checkpoints out
-    assert main(["--suite", "pixel2point", "--checkpoint", str(a), "--baselines", "random", *TINY_ARGS]) == 0
+    assert main(["--suite", "pixel2point", "--checkpoint", str(a), "--baselines", "random", "--no-pose",
+                 *TINY_ARGS]) == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res["methods"]) == {"tango3d", "random"} and res["run"]["skipped_baselines"] == {}
 
@@ -111,7 +114,7 @@ def test_all_with_meshes_runs_the_geometric_suites(checkpoints, tmp_path, capsys
                  *TINY_ARGS]) == 0
     res = json.loads(capsys.readouterr().out)  # no --json: printed
     assert res["suite"] == "all" and set(res["suites"]) == {"pixel2point", "point2pixel"}
-    assert set(res["suites"]["pixel2point"]["methods"]) == {"tango3d", "random"}
+    assert set(res["suites"]["pixel2point"]["methods"]) == {"tango3d", "tango3d-pose", "random"}
     assert res["suites"]["point2pixel"]["config"]["meshes"] == str(tmp_path / "m")
 
 
