@@ -18,13 +18,15 @@ image, takes that predicted surface onto the shape. :func:`estimate_pose` search
          pixels of max_j (cos_ij / temperature - d_ij^2 / (2 sigma^2)).
 
 :func:`pose_match` then scores every pixel-point pair by ``cos - temperature * d^2 / (2
-sigma^2)`` (cosine units; the same ranking as ``cos / temperature - d^2 / (2 sigma^2)``), with ``d`` the distance between the pixel's predicted surface point and the point,
-in the image's object frame (units of the bounding-box diagonal): features choose the part, the
-pose chooses which of the look-alike parts.
+sigma^2)`` (cosine units; the same ranking as ``cos / temperature - d^2 / (2 sigma^2)``), with
+``d`` the distance between the pixel's predicted surface point and the point, in the image's
+object frame (units of the bounding-box diagonal): features choose the part, the pose chooses
+which of the look-alike parts.
 
 Needs an :class:`~tango3d_core.models.features.ImageFeatures` with ``geometry`` (the Tango3D
 model's ``encode_image`` fills it; other backbones leave it ``None``) and a foreground: the
-image's alpha channel, a plain background (see :func:`estimate_foreground`) or a ``mask``.
+image's alpha channel, the model's foreground head (stage 4), a plain background (see
+:func:`estimate_foreground`) or a ``mask`` from the caller.
 """
 
 from __future__ import annotations
