@@ -47,11 +47,17 @@ def _acc(errs: list[np.ndarray]) -> str:
     return f"{100 * np.mean(e <= 0.05):.1f} / {100 * np.mean(e <= 0.1):.1f}"
 
 
-def _queries(cfg, limit):
+def _views(model, cfg, limit: int = 10**9):
+    """(scene, shape features, points [N, 3], view, query pixels [M, 2], true xyz [M, 3], image
+    features) for the pixel2point suite's scenes and queries, ``limit`` shapes at most."""
     for i, scene in enumerate(procedural_scenes(cfg)):
         if i >= limit:
             return
-        yield scene
+        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
+        for view in scene.views:
+            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
+            yield (scene, shp, shp.points.numpy(), view, torch.as_tensor(xy, dtype=torch.float32),
+                   view.xyz[xy[:, 1], xy[:, 0]], model.encode_image(view.image))
 
 
 def oracle_pose(img, shp, mask: np.ndarray, xyz: np.ndarray, steps: int = 72) -> PoseEstimate:
@@ -80,22 +86,15 @@ def yaw(model, split: str, limit: int) -> None:
     cfg = dataclasses.replace(default_config("pixel2point"), split=split)
     errs = {k: [] for k in ("cosine", "pose", "pose, true mask", "oracle yaw")}
     yaw_err = []
-    for scene in _queries(cfg, limit):
-        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
-        pts = shp.points.numpy()
-        for view in scene.views:
-            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
-            gt = view.xyz[xy[:, 1], xy[:, 0]]
-            q = torch.as_tensor(xy, dtype=torch.float32)
-            img = model.encode_image(view.image)
-            poses = {"pose": estimate_pose(img, shp), "pose, true mask": estimate_pose(img, shp, mask=view.mask),
-                     "oracle yaw": oracle_pose(img, shp, view.mask, np.nan_to_num(view.xyz))}
-            idx = {"cosine": argmax_cosine(img.sample(q), shp.dense)}
-            idx.update({k: pose_match(img, shp, q, pose=p).argmax(1) for k, p in poses.items()})
-            for k, i in idx.items():
-                errs[k].append(np.linalg.norm(pts[i.numpy()] - gt, axis=1) / scene.diameter)
-            d = poses["pose"].yaw - poses["oracle yaw"].yaw
-            yaw_err.append(abs(math.degrees((d + math.pi) % (2 * math.pi) - math.pi)))
+    for scene, shp, pts, view, q, gt, img in _views(model, cfg, limit):
+        poses = {"pose": estimate_pose(img, shp), "pose, true mask": estimate_pose(img, shp, mask=view.mask),
+                 "oracle yaw": oracle_pose(img, shp, view.mask, np.nan_to_num(view.xyz))}
+        idx = {"cosine": argmax_cosine(img.sample(q), shp.dense)}
+        idx.update({k: pose_match(img, shp, q, pose=p).argmax(1) for k, p in poses.items()})
+        for k, i in idx.items():
+            errs[k].append(np.linalg.norm(pts[i.numpy()] - gt, axis=1) / scene.diameter)
+        d = poses["pose"].yaw - poses["oracle yaw"].yaw
+        yaw_err.append(abs(math.degrees((d + math.pi) % (2 * math.pi) - math.pi)))
     for k, v in errs.items():
         print(f"{k:16s} pixel->point <=5% / <=10%: {_acc(v)}")
     y = np.array(yaw_err)
@@ -129,18 +128,11 @@ def foreground(model, split: str) -> None:
 def gate(model, split: str) -> None:
     cfg = dataclasses.replace(default_config("pixel2point"), split=split)
     rows = []
-    for scene in procedural_scenes(cfg):
-        shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
-        pts = shp.points.numpy()
-        for view in scene.views:
-            xy = sample_query_pixels(view.mask, cfg.pixels_per_view, scene_rng(cfg.seed, "pixels", view.key))
-            gt = view.xyz[xy[:, 1], xy[:, 0]]
-            q = torch.as_tensor(xy, dtype=torch.float32)
-            img = model.encode_image(view.image)
-            e_cos = np.linalg.norm(pts[argmax_cosine(img.sample(q), shp.dense).numpy()] - gt, axis=1) / scene.diameter
-            pose = estimate_pose(img, shp)
-            e_pose = np.linalg.norm(pts[pose_match(img, shp, q, pose=pose).argmax(1).numpy()] - gt, axis=1)
-            rows.append((pose.margin, e_cos, e_pose / scene.diameter))
+    for scene, shp, pts, _view, q, gt, img in _views(model, cfg):
+        e_cos = np.linalg.norm(pts[argmax_cosine(img.sample(q), shp.dense).numpy()] - gt, axis=1) / scene.diameter
+        pose = estimate_pose(img, shp)
+        e_pose = np.linalg.norm(pts[pose_match(img, shp, q, pose=pose).argmax(1).numpy()] - gt, axis=1)
+        rows.append((pose.margin, e_cos, e_pose / scene.diameter))
     for m0 in (0.0, 0.005, 0.01, 0.02, 0.05):
         chosen = [p if m >= m0 else c for m, c, p in rows]
         used = np.mean([m >= m0 for m, _, _ in rows])
