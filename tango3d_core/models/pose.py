@@ -42,7 +42,7 @@ from torch import Tensor
 from .features import ImageFeatures, ShapeFeatures, as_coords
 from .ops import rotate_z
 
-__all__ = ["PoseEstimate", "estimate_foreground", "estimate_pose", "pose_match"]
+__all__ = ["PoseEstimate", "alpha_foreground", "estimate_foreground", "estimate_pose", "pose_match"]
 
 # Defaults chosen on the validation split (seeds 100000+), never on the test split:
 # docs/experiments/pose_matching.md.
@@ -52,6 +52,16 @@ FEATURE_WEIGHT = 0.02
 CHAMFER_TRUNCATION = 0.1
 # A point faces the camera when its normal points against the viewing direction by more than this.
 FACING_COS = 0.05
+
+
+def alpha_foreground(image: Image.Image, size: tuple[int, int]) -> Tensor | None:
+    """bool [H', W'] (alpha >= 128) at ``size = (W', H')`` when the image has an alpha channel
+    that hides something, else None."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A").resize(tuple(size), Image.Resampling.BILINEAR))
+        if alpha.min() < 128:
+            return torch.from_numpy(alpha >= 128)
+    return None
 
 
 def estimate_foreground(image: Image.Image, size: tuple[int, int], *, tolerance: float = 0.06
@@ -68,10 +78,9 @@ def estimate_foreground(image: Image.Image, size: tuple[int, int], *, tolerance:
                an all-True mask (a photo on a busy background: give estimate_pose a ``mask``).
     """
     w, h = size
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        alpha = np.asarray(image.convert("RGBA").getchannel("A").resize((w, h), Image.Resampling.BILINEAR))
-        if alpha.min() < 128:
-            return torch.from_numpy(alpha >= 128), "alpha"
+    alpha = alpha_foreground(image, size)
+    if alpha is not None:
+        return alpha, "alpha"
     rgb = np.asarray(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])  # [2W + 2H, 3]
     bg = np.median(border, axis=0)

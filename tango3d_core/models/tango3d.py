@@ -52,7 +52,7 @@ from .heads import (
 )
 from .image_encoder import build_image_encoder, pil_to_tensor
 from .ops import rotate_z, sample_map_at_pixels, sample_masked_pixels
-from .pose import estimate_foreground
+from .pose import alpha_foreground, estimate_foreground
 from .shape_vae import ShapeVAE
 from .text import FrozenTextEncoder, check_texts
 
@@ -398,12 +398,16 @@ class Tango3D(nn.Module):
             # At the dense-feature resolution: the head's upsampling adds nothing a bilinear
             # lookup at the query pixels does not.
             g = self.geometry_head(out["dense_features"])
-            fg, source = estimate_foreground(image, size)
-            if source != "alpha" and self.foreground_head is not None:
+            # The image's own alpha first; then the foreground head; the colour heuristic only
+            # for models without one (it would be computed for nothing on every encode).
+            fg, source = alpha_foreground(image, size), "alpha"
+            if fg is None and self.foreground_head is not None:
                 logit = self.foreground_head(out["dense_features"])["foreground"]
                 fg = F.interpolate(logit[:, None], size=(size[1], size[0]), mode="bilinear",
                                    align_corners=False)[0, 0].cpu() > FOREGROUND_LOGIT
                 source = "predicted"
+            elif fg is None:
+                fg, source = estimate_foreground(image, size)
             # Pixels on the silhouette mix object and background in the predicted maps.
             eroded = ~F.max_pool2d((~fg)[None, None].float(), 5, stride=1, padding=2)[0, 0].bool()
             geometry = ImageGeometry(xyz=_out(g["xyz"][0].permute(2, 0, 1), device), depth=_out(g["depth"][0], device),
