@@ -47,14 +47,10 @@ def _exhaustive(img, shp) -> float:
     """Every yaw scored on its own, with the shipped scoring function and inputs."""
     from tango3d_core.models import pose as P
 
-    xy = P._foreground_pixels(img, None, 512, 0)
-    pred = img.geometry.xyz_at(img.image_size, xy).float()
-    view = P._view_direction(xy, pred, img.geometry.depth_at(img.image_size, xy))
-    canonical = P._canonical(shp)
-    sub = torch.randperm(len(canonical), generator=torch.Generator().manual_seed(0))[:2048]
-    cos = img.sample(xy) @ shp.dense[sub].T
+    _, pred, view, canonical, pts, nrm, cos = P._search_inputs(img, shp, mask=None, max_pixels=512,
+                                                               max_points=2048, seed=0)
     yaws = torch.arange(72, dtype=torch.float32) * (2 * math.pi / 72)
-    scores = [P._yaw_scores(yaws[k:k + 1], pred, view, canonical, canonical[sub], shp.normals[sub], cos,
+    scores = [P._yaw_scores(yaws[k:k + 1], pred, view, canonical, pts, nrm, cos,
                             feature_weight=P.FEATURE_WEIGHT, temperature=P.TEMPERATURE, sigma=P.SIGMA)[0]
               for k in range(72)]
     return float(yaws[int(torch.cat(scores).argmax())])

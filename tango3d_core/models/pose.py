@@ -211,6 +211,24 @@ def _yaw_scores(yaws: Tensor, pred: Tensor, view: Tensor, canonical: Tensor, pts
     return scores, centers, scales
 
 
+def _search_inputs(image: ImageFeatures, shape: ShapeFeatures, *, mask: Tensor | np.ndarray | None,
+                   max_pixels: int, max_points: int, seed: int) -> tuple[Tensor, ...]:
+    """What every candidate yaw is scored on (all on the CPU): foreground pixels xy [K, 2], their
+    predicted xyz [K, 3], the viewing direction [3] (image object frame), every shape point in
+    canonical coordinates [N, 3], the scored subset's points and normals [M, 3], cos [K, M]."""
+    geo = image.geometry
+    assert geo is not None
+    xy = _foreground_pixels(image, mask, max_pixels, seed)
+    if len(xy) < 8:
+        raise ValueError(f"only {len(xy)} foreground pixels: too few to estimate a pose")
+    pred = geo.xyz_at(image.image_size, xy).float().cpu()
+    view = _view_direction(xy, pred, geo.depth_at(image.image_size, xy).cpu())
+    canonical = _canonical(shape).cpu()
+    sub = torch.randperm(len(canonical), generator=torch.Generator().manual_seed(int(seed)))[:max_points]
+    cos = (image.sample(xy).float() @ shape.dense[sub].float().T.to(image.dense.device)).cpu()
+    return xy, pred, view, canonical, canonical[sub], shape.normals[sub].float().cpu(), cos
+
+
 def estimate_pose(image: ImageFeatures, shape: ShapeFeatures, *, mask: Tensor | np.ndarray | None = None,
                   yaw_steps: int = 72, max_pixels: int = 512, max_points: int = 2048,
                   feature_weight: float = FEATURE_WEIGHT, temperature: float = TEMPERATURE, sigma: float = SIGMA,
@@ -232,19 +250,9 @@ def estimate_pose(image: ImageFeatures, shape: ShapeFeatures, *, mask: Tensor | 
         raise ValueError("yaw_steps, max_pixels and max_points must be >= 1")
     if not (temperature > 0 and sigma > 0 and feature_weight >= 0):
         raise ValueError("temperature and sigma must be > 0, feature_weight >= 0")
-    geo = image.geometry
-    assert geo is not None
     with torch.inference_mode():
-        xy = _foreground_pixels(image, mask, max_pixels, seed)
-        if len(xy) < 8:
-            raise ValueError(f"only {len(xy)} foreground pixels: too few to estimate a pose")
-        pred = geo.xyz_at(image.image_size, xy).float().cpu()  # [K, 3]
-        view = _view_direction(xy, pred, geo.depth_at(image.image_size, xy).cpu())
-        canonical = _canonical(shape).cpu()
-        gen = torch.Generator().manual_seed(int(seed))
-        sub = torch.randperm(len(canonical), generator=gen)[:max_points]
-        pts, nrm = canonical[sub], shape.normals[sub].float().cpu()
-        cos = (image.sample(xy).float() @ shape.dense[sub].float().T.to(image.dense.device)).cpu()  # [K, M]
+        xy, pred, view, canonical, pts, nrm, cos = _search_inputs(image, shape, mask=mask, max_pixels=max_pixels,
+                                                                  max_points=max_points, seed=seed)
         opts = dict(feature_weight=feature_weight, temperature=temperature, sigma=sigma)
         # Coarse to fine: every third yaw of the fine grid, then the fine neighbours of the 3 best.
         fine = torch.arange(yaw_steps, dtype=torch.float32) * (2 * math.pi / yaw_steps)
