@@ -353,9 +353,11 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path, *, png: PngMod
         for name, why in (run_info.get("skipped_baselines") or {}).items():
             lines += [f"Baseline `{name}` was not run: {why}.", ""]
     k = next((r.get("config", {}).get("backprojection_views") for r in suites), None) or "K"
-    lines += ["Methods: `tango3d` (our model, progressive schedule); `tango3d-pose` (pixel2point only: the same "
-              "model and features, each pixel matched by `t3.pose_match` after `t3.estimate_pose` has turned the "
-              "image's predicted surface into the 3D input's frame; docs/experiments/pose_matching.md); "
+    lines += ["Methods: `tango3d` (our model, progressive schedule); `tango3d-pose` (the same model and features; "
+              "pixel2point: each pixel matched by `t3.pose_match` after `t3.estimate_pose` has turned the "
+              "image's predicted surface into the 3D input's frame; retrieval: image->shape re-ranked, each "
+              "image's 10 nearest shapes by global embedding ordered by how well its predicted surface fits them "
+              "(the best `estimate_pose` score), text rows as `tango3d`; docs/experiments/pose_matching.md); "
               "`random` (random features: chance level); "
               f"`backprojection` (our own 2D encoder lifted to 3D by averaging its dense features over {k} rendered "
               "orbit views, no 3D branch; its shape global embedding is the mean of the views' image embeddings); "

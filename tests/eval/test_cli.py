@@ -76,7 +76,7 @@ def test_pixel2point_json_with_baseline_checkpoint(checkpoints, tmp_path, bundle
     res = json.loads(out.read_text())
     assert set(res) == {"suite", "config", "methods", "counts", "timing", "run"}
     assert res["suite"] == "pixel2point"
-    # tango3d-pose: the same model with pose-verified matching (pixel2point only)
+    # tango3d-pose: the same model with pose-verified matching (pixel2point and retrieval)
     assert set(res["methods"]) == {"tango3d", "tango3d-pose", "random", "backprojection", "global-only"}
     assert res["timing"]["methods"]["tango3d-pose"]["match_calls"] == res["counts"]["views"]
     assert res["config"]["categories"] == ["chair", "mug"] and res["config"]["resolution"] == 48

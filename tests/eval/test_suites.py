@@ -253,6 +253,49 @@ def test_retrieval_reports_missing_globals_as_unsupported():
     assert res["methods"]["oracle"] == {"unsupported": "no global embedding"}
 
 
+class _CategoryGlobalsInstanceFit(_OneHotGlobals):
+    """Globals that only know the category (instances tie), a pose fit that knows the instance."""
+
+    def image_features(self, view):
+        key = view.key.rsplit("/", 1)[0]
+        return type("P", (), {"global_embedding": self._vec(None, key.split("/")[0]), "key": key})()
+
+    def shape_features(self, shape, *, num_points, seed):
+        return type("S", (), {"global_embedding": self._vec(None, shape.category), "key": shape.key})()
+
+
+def test_retrieval_reranks_the_top_candidates_by_pose_fit():
+    c = cfg("retrieval", shapes_per_category=3)
+    keys = [f"{cat}/{200_000 + i}" for cat in c.category_list for i in range(c.shapes_per_category)]
+    plain = _CategoryGlobalsInstanceFit(keys, ["chair", "mug"])
+    fitted = _CategoryGlobalsInstanceFit(keys, ["chair", "mug"])
+    fitted.pose_fit = lambda img, shp: 1.0 if img.key == shp.key else 0.0
+    res = run_suite("retrieval", {"plain": plain, "fitted": fitted}, c, progress=False)
+    assert res["methods"]["plain"]["image_to_shape"]["instance"]["r@1"] < 1.0
+    assert res["methods"]["fitted"]["image_to_shape"]["instance"] == {"r@1": 1.0, "r@5": 1.0, "map": 1.0}
+    assert res["timing"]["methods"]["fitted"]["pose_calls"] == len(keys) * min(len(keys), 10)
+    # text queries are not re-ranked
+    assert res["methods"]["fitted"]["text_to_shape"] == res["methods"]["plain"]["text_to_shape"]
+
+
+def test_rerank_top_k_against_a_naive_sort():
+    from tango3d_core.eval.suites.retrieval import rerank_top_k
+
+    rng = np.random.default_rng(0)
+    sim = rng.normal(size=(6, 9))
+    fits = rng.normal(size=(6, 9))
+    fits[fits < -1.0] = -np.inf  # failed pose estimates
+    fits[2, :] = 0.5  # all tie: the top k keep their similarity order
+    out = rerank_top_k(sim, lambda q, j: float(fits[q, j]), 4)
+    for q in range(6):
+        by_sim = list(np.argsort(-sim[q]))
+        top, rest = by_sim[:4], by_sim[4:]
+        want = sorted(top, key=lambda j: (not np.isfinite(fits[q, j]),
+                                          -fits[q, j] if np.isfinite(fits[q, j]) else 0.0, -sim[q, j])) + rest
+        assert list(np.argsort(-out[q], kind="stable")) == want
+    assert list(np.argsort(-out[2])[:4]) == list(np.argsort(-sim[2])[:4])
+
+
 # ---------------------------------------------------------------- user meshes
 
 

@@ -498,11 +498,23 @@ class PoseModelProvider(ModelProvider):
     pixel's match is ``argmax pose_match(...)`` instead of the most cosine-similar point. The pose
     is estimated once per (image, shape) from the image alone (its foreground from the plain
     background, the geometry head's xyz and depth) and the shape's points, normals and features.
-    Suites that match pixels to points call ``match_pixels``; the others see the plain model."""
+    Suites that match pixels to points call ``match_pixels``; retrieval re-ranks each image
+    query's global top candidates by ``pose_fit``; the others see the plain model."""
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.fallbacks = 0  # images whose pose could not be estimated (too little foreground)
+
+    def pose_fit(self, image: Any, shape: Any) -> float:
+        """How well the image's predicted surface fits the shape at its best yaw (the best
+        ``estimate_pose`` score; higher is better), or -inf where no pose can be estimated."""
+        from ...models.pose import estimate_pose
+
+        try:
+            return float(estimate_pose(image, shape).scores.max())
+        except ValueError:
+            self.fallbacks += 1
+            return -float("inf")
 
     def match_pixels(self, image: Any, shape: Any, xy: Tensor) -> Tensor:
         """[M, N] scores of pixels ``xy`` [M, 2] against every point of ``shape``; argmax = match.
