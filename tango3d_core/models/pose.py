@@ -281,13 +281,16 @@ def estimate_pose(image: ImageFeatures, shape: ShapeFeatures, *, mask: Tensor | 
 
 
 def pose_match(image: ImageFeatures, shape: ShapeFeatures, xy: object, *, pose: PoseEstimate | None = None,
-               temperature: float = TEMPERATURE, sigma: float = SIGMA) -> Tensor:
-    """Pose-verified similarity of pixels ``xy`` [M, 2] (input-image pixels) to every point.
+               points: object | None = None, temperature: float = TEMPERATURE, sigma: float = SIGMA) -> Tensor:
+    """Pose-verified similarity of pixels ``xy`` [M, 2] (input-image pixels) to 3D points.
 
-    returns [M, N] float32 on the CPU, in cosine units: ``cos - temperature * d^2 / (2 sigma^2)``
-            (at most 1; ``argmax`` along N is the matched point), ``d`` the distance between
-            the pixel's predicted surface point and the point, in bounding-box diagonals, in the
-            image's object frame. ``pose`` defaults to :func:`estimate_pose` (image, shape).
+    points  optional [P, 3] positions in the mesh's own coordinates (their features come from
+            ``shape.query``); default: the shape's own N surface points
+    returns [M, N] (or [M, P]) float32 on the CPU, in cosine units: ``cos - temperature * d^2 /
+            (2 sigma^2)`` (at most 1; ``argmax`` along the points is a pixel's match, along the
+            pixels a point's), ``d`` the distance between the pixel's predicted surface point
+            and the point, in bounding-box diagonals, in the image's object frame. ``pose``
+            defaults to :func:`estimate_pose` (image, shape).
     """
     _require_geometry(image)
     pts = as_coords(xy, dim=2, name="xy")
@@ -298,9 +301,13 @@ def pose_match(image: ImageFeatures, shape: ShapeFeatures, xy: object, *, pose: 
     geo = image.geometry
     assert geo is not None
     with torch.inference_mode():
-        cos = (image.sample(pts).float() @ shape.dense.float().T.to(image.dense.device)).cpu()
+        if points is None:
+            feats, canonical = shape.dense, _canonical(shape)
+        else:
+            xyz = as_coords(points, dim=3, name="points")
+            feats = shape.query(xyz)
+            canonical = ((xyz - shape.center.to(xyz)) * shape.scale).float()
+        cos = (image.sample(pts).float() @ feats.float().T.to(image.dense.device)).cpu()
         pred = geo.xyz_at(image.image_size, pts).float().cpu()
-        d2 = torch.cdist(pred, pose.to_image_frame(_canonical(shape).cpu())).square()
+        d2 = torch.cdist(pred, pose.to_image_frame(canonical.cpu())).square()
         return cos - d2 * (temperature / (2 * sigma**2))
-
-

@@ -152,6 +152,28 @@ def test_point2pixel_end_to_end(providers):
         assert row["median_error_px"] >= 0 and set(row["consistency"]) == {"share", "num_points", "threshold", "min_views"}
 
 
+class _CosineMatcher:
+    """The plain model, but point->pixel goes through ``match_points`` (cosine scores): must
+    reproduce the plain row exactly, so the suite's wiring (transposes, indices) is what is tested."""
+
+    def __init__(self, base):
+        self.base = base
+        self.image_features, self.shape_features = base.image_features, base.shape_features
+
+    def match_points(self, image, shape, xyz, xy):
+        assert xyz.shape[1] == 3 and xy.shape[1] == 2
+        return shape.query(xyz) @ image.sample(xy).T
+
+
+def test_point2pixel_uses_match_points(providers):
+    res = run_suite("point2pixel", {"plain": providers["tango3d"], "matched": _CosineMatcher(providers["tango3d"])},
+                    cfg("point2pixel"), progress=False)
+    plain, matched = res["methods"]["plain"], res["methods"]["matched"]
+    assert matched["median_error_px"] == pytest.approx(plain["median_error_px"])
+    assert matched["accuracy"] == pytest.approx(plain["accuracy"])
+    assert res["timing"]["methods"]["matched"]["match_calls"] > 0
+
+
 def test_part_transfer_end_to_end(providers):
     res = run_suite("part-transfer", providers, cfg("part-transfer"), progress=False)
     methods = _method_keys(res)

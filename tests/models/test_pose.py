@@ -180,6 +180,23 @@ def test_pose_match_points_at_the_seen_surface(chair, oracle_view):
     assert np.median(np.linalg.norm(shp.points[bad.argmax(1)].numpy() - truth, axis=1)) > 0.2
 
 
+def test_pose_match_at_given_points_equals_the_columns_of_the_shape_points(chair, oracle_view):
+    from dataclasses import replace
+
+    img, view = oracle_view
+    shp = _shape_features(_turned(chair, 0.7), n=800)
+    shp = replace(shp, _query=lambda q: F.one_hot(torch.zeros(len(q), dtype=torch.long), D).float())
+    rows, cols = np.nonzero(view.mask)
+    xy = torch.as_tensor(np.stack([cols[:40], rows[:40]], -1), dtype=torch.float32)
+    pose = estimate_pose(img, shp, feature_weight=0.0, max_points=800)
+    full = pose_match(img, shp, xy, pose=pose)
+    some = pose_match(img, shp, xy, pose=pose, points=shp.points[100:150])
+    assert some.shape == (40, 50)
+    assert torch.allclose(some, full[:, 100:150], atol=1e-5)
+    with pytest.raises(ValueError, match="points"):
+        pose_match(img, shp, xy, pose=pose, points=shp.points[:5, :2])
+
+
 # ----------------------------------------------------------------- bad input
 
 

@@ -498,7 +498,8 @@ class PoseModelProvider(ModelProvider):
     pixel's match is ``argmax pose_match(...)`` instead of the most cosine-similar point. The pose
     is estimated once per (image, shape) from the image alone (its foreground from the plain
     background, the geometry head's xyz and depth) and the shape's points, normals and features.
-    Suites that match pixels to points call ``match_pixels``; retrieval re-ranks each image
+    Suites that match pixels to points call ``match_pixels``, points to pixels ``match_points``;
+    retrieval re-ranks each image
     query's global top candidates by ``pose_fit``; the others see the plain model."""
 
     def __init__(self, model: Any) -> None:
@@ -515,6 +516,18 @@ class PoseModelProvider(ModelProvider):
         except ValueError:
             self.fallbacks += 1
             return -float("inf")
+
+    def match_points(self, image: Any, shape: Any, xyz: Tensor, xy: Tensor) -> Tensor:
+        """[P, K] scores of points ``xyz`` [P, 3] (mesh coordinates) against pixels ``xy`` [K, 2];
+        argmax along K = a point's pixel. Cosine similarities where no pose can be estimated."""
+        from ...models.pose import estimate_pose, pose_match
+
+        try:
+            pose = estimate_pose(image, shape)
+        except ValueError:
+            self.fallbacks += 1
+            return shape.query(xyz) @ image.sample(xy).T
+        return pose_match(image, shape, xy, pose=pose, points=xyz).T
 
     def match_pixels(self, image: Any, shape: Any, xy: Tensor) -> Tensor:
         """[M, N] scores of pixels ``xy`` [M, 2] against every point of ``shape``; argmax = match.

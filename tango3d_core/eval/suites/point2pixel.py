@@ -4,7 +4,8 @@ For each held-out shape (yawed), ``points_per_shape`` outer-surface points are d
 *visible* in a view when it projects inside the image onto a mask pixel whose rendered depth is
 within ``depth_tolerance`` x bbox diagonal of the point's own depth. A method's prediction for a
 visible point is the mask pixel whose feature is most cosine-similar to the point's feature
-(``shape_features(...).query(point)``); the error is the pixel distance to the point's
+(``shape_features(...).query(point)``) or, for a provider with ``match_points(image, shape, xyz,
+xy) -> [P, K]`` (``tango3d-pose``), the argmax of its scores; the error is the pixel distance to the point's
 projection, also reported as a fraction of the image size (the longer side).
 
 Consistency across views: among points visible in at least ``consistency_min_views`` views, the
@@ -82,8 +83,13 @@ def run(providers: Mapping[str, FeatureProvider], cfg: SuiteConfig, scenes: Iter
             ok = np.ones(len(pts), dtype=bool)
             for view, vis, xy, pixels in per_view:
                 img = timer.call(name, "image", provider.image_features, view)
-                pix_feats = img.sample(torch.as_tensor(pixels, dtype=torch.float32))
-                idx = argmax_cosine(feats[torch.as_tensor(vis)], pix_feats).numpy()
+                pix = torch.as_tensor(pixels, dtype=torch.float32)
+                match = getattr(provider, "match_points", None)
+                if match is not None:
+                    q = torch.as_tensor(pts[vis], dtype=torch.float32)
+                    idx = timer.call(name, "match", match, img, shp, q, pix).argmax(1).numpy()
+                else:
+                    idx = argmax_cosine(feats[torch.as_tensor(vis)], img.sample(pix)).numpy()
                 err = np.linalg.norm(pixels[idx].astype(np.float64) - xy[vis], axis=1)
                 frac = err / max(view.size)
                 px_err[name].append(err)
