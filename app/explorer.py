@@ -43,7 +43,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from tango3d_core.models.pose import estimate_pose, pose_match
+from tango3d_core.models.pose import estimate_pose, pose_heatmap, pose_match
 
 from .examples import Example
 from .export import ExportDir, mesh_bytes, values_npy_bytes
@@ -52,7 +52,7 @@ from .gallery import Gallery, Hit
 from .many import MANY_POINTS, ShapeCard
 from .masks import (MaskError, draw_mask, foreground_mask, mask_from_editor, mask_prototypes, read_mask_file,
                     region_scores)
-from .overlay import OverlaySettings, draw_marker, heat_image, point_colors
+from .overlay import OverlaySettings, draw_marker, heat_image, point_colors, score_image
 from .pca import fit_pca, image_pca_rgb
 from .sam import SamSegmenter, find_checkpoint, sam_status
 from .session import EncodedShape, LRUCache, Session, ViewResult, file_digest, image_digest
@@ -749,11 +749,24 @@ class Explorer:
                    for p in session.providers}
         parts = []
         if session.image is not None:
+            notes: dict[str, str] = {}
             for i, pname in enumerate(session.providers):
-                heat, best_px = heat_image(session.image, session.image_features[pname].dense, queries[pname], st)
+                img = session.image_features[pname]
+                pose = None
+                if clicked == "a" and st.matching == "pose":
+                    # The pose relates the image to the first shape only.
+                    pose, why = self._pose(session, pname, encs[pname].features)
+                    notes[pname] = f"pose-verified, yaw {math.degrees(pose.yaw):.0f}°" if pose is not None \
+                        else f"features only: {why}"
+                if pose is not None:
+                    heat, best_px = score_image(session.image, pose_heatmap(img, encs[pname].features, value, pose=pose),
+                                                st)
+                else:
+                    heat, best_px = heat_image(session.image, img.dense, queries[pname], st)
                 session.best_pixels[pname] = best_px
                 session.panels[i] = draw_marker(heat, best_px, color=BEST_MARKER)
-            parts.append(", ".join(f"{p}: best pixel {session.best_pixels[p]}" for p in session.providers))
+            parts.append(", ".join(f"{p}: best pixel {session.best_pixels[p]}" + (f" [{notes[p]}]" if p in notes else "")
+                                   for p in session.providers))
         for slot, (sid, pname, enc) in enumerate(self._views(session)):
             dense = enc.features.dense
             sims = dense @ queries[pname].to(dense.device)

@@ -155,9 +155,14 @@ def heat_image(image: Image.Image, dense: Tensor, query: Tensor, settings: Overl
     shows the heat only where the similarity reaches the threshold; "top-k" applies to 3D
     points only and shows the whole map here.
     """
+    return score_image(image, torch.einsum("dhw,d->hw", dense.float(), query.to(dense.device).float()), settings)
+
+
+def score_image(image: Image.Image, scores: Tensor, settings: OverlaySettings) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`heat_image` for any score map ``scores`` [h, w] covering the whole image (cosine
+    units: the pose-verified map of ``models.pose.pose_heatmap`` too)."""
     w, h = image.size
-    sims = torch.einsum("dhw,d->hw", dense.float(), query.to(dense.device).float())
-    sims = F.interpolate(sims[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    sims = F.interpolate(scores.float()[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     flat = int(sims.argmax())
     best = (flat % w, flat // w)
     heat = _lookup(_unit_scale(sims, settings.scale), settings.colormap)  # [H, W, 3]

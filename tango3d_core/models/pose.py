@@ -42,7 +42,7 @@ from torch import Tensor
 from .features import ImageFeatures, ShapeFeatures, as_coords
 from .ops import rotate_z
 
-__all__ = ["PoseEstimate", "alpha_foreground", "estimate_foreground", "estimate_pose", "pose_match"]
+__all__ = ["PoseEstimate", "alpha_foreground", "estimate_foreground", "estimate_pose", "pose_heatmap", "pose_match"]
 
 # Defaults chosen on the validation split (seeds 100000+), never on the test split:
 # docs/experiments/pose_matching.md.
@@ -310,4 +310,33 @@ def pose_match(image: ImageFeatures, shape: ShapeFeatures, xy: object, *, pose: 
         cos = (image.sample(pts).float() @ feats.float().T.to(image.dense.device)).cpu()
         pred = geo.xyz_at(image.image_size, pts).float().cpu()
         d2 = torch.cdist(pred, pose.to_image_frame(canonical.cpu())).square()
+        return cos - d2 * (temperature / (2 * sigma**2))
+
+
+def pose_heatmap(image: ImageFeatures, shape: ShapeFeatures, point: object, *, pose: PoseEstimate | None = None,
+                 temperature: float = TEMPERATURE, sigma: float = SIGMA) -> Tensor:
+    """Where a 3D point lies in the image: :func:`pose_match`'s score of every pixel of the
+    dense grid against one ``point`` [3] (mesh coordinates).
+
+    returns [h, w] float32 on the CPU at the dense features' resolution (covering the whole
+            input image, like ``ImageFeatures.dense``), in cosine units; ``pose`` defaults to
+            :func:`estimate_pose` (image, shape).
+    """
+    _require_geometry(image)
+    try:
+        row = point.detach().reshape(1, -1) if isinstance(point, Tensor) else np.asarray(point, np.float64).reshape(1, -1)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"point must be three numbers (x, y, z), got {point!r:.80}") from e
+    xyz = as_coords(row, dim=3, name="point")
+    if not (temperature > 0 and sigma > 0):
+        raise ValueError("temperature and sigma must be > 0")
+    if pose is None:
+        pose = estimate_pose(image, shape, temperature=temperature, sigma=sigma)
+    geo = image.geometry
+    assert geo is not None
+    with torch.inference_mode():
+        feat = shape.query(xyz)[0].float().cpu()
+        cos = torch.einsum("dhw,d->hw", image.dense.float().cpu(), feat)
+        q = pose.to_image_frame(((xyz - shape.center.to(xyz)) * shape.scale).float())[0]
+        d2 = (geo.xyz.float().cpu() - q[:, None, None]).square().sum(0)
         return cos - d2 * (temperature / (2 * sigma**2))

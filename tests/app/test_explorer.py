@@ -124,6 +124,7 @@ def test_click_positions_are_clamped_and_validated(explorer):
 def test_point_click_gives_a_heat_map_and_is_polled_once(explorer, provider):
     s = explorer.open_session("a")
     explorer.load_example(s, _example_index(explorer, "mug"))
+    explorer.set_overlay(s, matching="features")
     assert explorer.poll(s) is None
     p = s.shapes["tango3d"].features.points[17].numpy()
     explorer.click_point(s, 0, p)
@@ -147,6 +148,27 @@ def test_point_click_gives_a_heat_map_and_is_polled_once(explorer, provider):
     assert not np.array_equal(np.asarray(panels[0]), np.asarray(s.image))
     np.testing.assert_allclose(s.viewer.marker(0, "query"), p, atol=2e-3)
     assert s.viewer.marker(0, "best") is None
+
+
+def test_point_click_is_pose_verified_by_default(explorer):
+    from tango3d_core.models.pose import pose_match
+
+    s = explorer.open_session("a")
+    explorer.load_example(s, _example_index(explorer, "chair"))
+    shp = s.shapes["tango3d"].features
+    p = shp.points[40].numpy()
+    explorer.click_point(s, 0, p)
+    assert "pose-verified" in s.status
+    pose = s.poses["tango3d"][2]
+    img_f = s.image_features["tango3d"]
+    w, h = s.image.size
+    grid = torch.tensor([[x, y] for y in range(h) for x in range(w)], dtype=torch.float32)
+    scores = pose_match(img_f, shp, grid, pose=pose, points=p[None])[:, 0]
+    x, y = s.best_pixels["tango3d"]
+    # the map is scored on the dense grid and upsampled; pose_match scores each pixel exactly
+    assert float(scores[y * w + x]) >= float(scores.max()) - 0.05
+    cosine = (img_f.sample(grid) @ shp.query(torch.tensor(p[None], dtype=torch.float32))[0])
+    assert float(scores[y * w + x]) > float(scores[int(cosine.argmax())]) - 1e-6
 
 
 def test_point_click_without_image_only_says_so(explorer, examples_dir):

@@ -197,6 +197,29 @@ def test_pose_match_at_given_points_equals_the_columns_of_the_shape_points(chair
         pose_match(img, shp, xy, pose=pose, points=shp.points[:5, :2])
 
 
+def test_pose_heatmap_is_pose_match_on_the_dense_grid(chair, oracle_view):
+    from dataclasses import replace
+
+    from tango3d_core.models.pose import pose_heatmap
+
+    img, view = oracle_view  # dense grid = the 96 x 96 pixels
+    shp = replace(_shape_features(_turned(chair, 1.3), n=800),
+                  _query=lambda q: F.one_hot(torch.zeros(len(q), dtype=torch.long), D).float())
+    pose = estimate_pose(img, shp, feature_weight=0.0, max_points=800)
+    p = shp.points[123]
+    heat = pose_heatmap(img, shp, p, pose=pose)
+    assert heat.shape == (96, 96)
+    grid = torch.tensor([[x, y] for y in range(96) for x in range(96)], dtype=torch.float32)
+    ref = pose_match(img, shp, grid, pose=pose, points=p[None])[:, 0].reshape(96, 96)
+    assert torch.allclose(heat, ref, atol=1e-4)
+    # the point's own pixel is where the map peaks (oracle geometry, the right turn)
+    y, x = divmod(int(heat.argmax()), 96)
+    assert view.mask[y, x]
+    for bad in ([1.0, 2.0], "xyz", [[0.0, 0.0, float("nan")]]):
+        with pytest.raises((TypeError, ValueError)):
+            pose_heatmap(img, shp, bad, pose=pose)
+
+
 # ----------------------------------------------------------------- bad input
 
 
