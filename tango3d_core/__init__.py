@@ -35,13 +35,14 @@ _EXPORTS: dict[str, str] = {
     "PoseEstimate": "tango3d_core.models.pose",
     "estimate_pose": "tango3d_core.models.pose",
     "pose_match": "tango3d_core.models.pose",
+    "pose_heatmap": "tango3d_core.models.pose",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.imageio import ImageLoadError, load_image
     from .data.meshio import MeshLoadError, load_mesh, normalize_mesh
     from .models.checkpoint import load_model, save_checkpoint
-    from .models.pose import PoseEstimate, estimate_pose, pose_match
+    from .models.pose import PoseEstimate, estimate_pose, pose_heatmap, pose_match
     from .models.tango3d import ImageFeatures, ShapeFeatures, Tango3D
 
 
