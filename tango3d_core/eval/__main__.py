@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="report: HTML figures only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-pose", action="store_true",
-                   help="skip the tango3d-pose row (our model with pose-verified pixel-point matching and "
-                        "image->shape re-ranked by pose fit, models.pose)")
+                   help="pixel2point, point2pixel and retrieval: skip the tango3d-pose row (our model with "
+                        "pose-verified matching / image->shape re-ranked by pose fit, models.pose)")
     return p
 
 
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for suite in suites:
         cfg = configs[suite]
         providers: dict[str, Any] = {"tango3d": ModelProvider(model)}
-        if suite != "vae" and not args.no_pose:
+        if suite in ("pixel2point", "point2pixel", "retrieval") and not args.no_pose:
             providers["tango3d-pose"] = PoseModelProvider(model)
         if "random" in baselines:
             providers["random"] = RandomBaseline(dim=model.dense_dim, global_dim=model.global_dim, seed=cfg.seed)

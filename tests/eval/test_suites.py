@@ -174,16 +174,6 @@ def test_point2pixel_uses_match_points(providers):
     assert res["timing"]["methods"]["matched"]["match_calls"] > 0
 
 
-def test_part_transfer_uses_match_points_in_the_2d_modes(providers):
-    res = run_suite("part-transfer", {"plain": providers["tango3d"], "matched": _CosineMatcher(providers["tango3d"])},
-                    cfg("part-transfer"), progress=False)
-    for mode, row in res["methods"]["plain"].items():
-        got = res["methods"]["matched"][mode]
-        assert (got["accuracy"], got["miou"]) == pytest.approx((row["accuracy"], row["miou"])), mode
-    # one call per 2D mode per pair
-    assert res["timing"]["methods"]["matched"]["match_calls"] == 2 * res["counts"]["pairs"]
-
-
 def test_part_transfer_end_to_end(providers):
     res = run_suite("part-transfer", providers, cfg("part-transfer"), progress=False)
     methods = _method_keys(res)

@@ -4,8 +4,7 @@ Pairs are instances ``(2k, 2k + 1)`` of each category of the held-out split, eac
 random yaw. Labels are compared by part *name* (the same name is the same semantic part across
 instances), over the union of both instances' part names.
 
-Modes (each target point takes the label of its most cosine-similar source element; in the 2D
-modes, for a provider with ``match_points`` (``tango3d-pose``), of the pixel it scores highest):
+Modes (each target point takes the label of its most cosine-similar source element):
     3d_to_3d                 source: ``label_points`` labelled surface points of the source shape
     2d_to_3d                 source: ``label_points`` part-labelled pixels of a view of the source
     2d_to_3d_same_instance   source: pixels of a view of the target itself (mask transfer onto
@@ -81,21 +80,14 @@ def run(providers: Mapping[str, FeatureProvider], cfg: SuiteConfig, pairs: Itera
             s_shp = timer.call(name, "shape", provider.shape_features, source, num_points=cfg.num_points, seed=cfg.seed)
             t_shp = timer.call(name, "shape", provider.shape_features, target, num_points=cfg.num_points, seed=cfg.seed)
             t_feat = t_shp.query(torch.as_tensor(tgt_pts))
-            # mode -> (index of each target point's source element, the source labels)
-            picks: dict[str, tuple[np.ndarray, np.ndarray]] = {
-                "3d_to_3d": (argmax_cosine(t_feat, s_shp.query(torch.as_tensor(src_pts))).numpy(), src_lab)}
-            match = getattr(provider, "match_points", None)
+            sources: dict[str, tuple[torch.Tensor, np.ndarray]] = {
+                "3d_to_3d": (s_shp.query(torch.as_tensor(src_pts)), src_lab)}
             for mode, scene, pix in (("2d_to_3d", source, src_pix), ("2d_to_3d_same_instance", target, own_pix)):
                 if pix is not None:
                     img = timer.call(name, "image", provider.image_features, scene.views[0])
-                    xy = torch.as_tensor(pix[0])
-                    if match is not None:
-                        scores_pk = timer.call(name, "match", match, img, t_shp, torch.as_tensor(tgt_pts), xy)
-                        picks[mode] = (scores_pk.argmax(1).numpy(), pix[1])
-                    else:
-                        picks[mode] = (argmax_cosine(t_feat, img.sample(xy)).numpy(), pix[1])
-            for mode, (idx, lab) in picks.items():
-                pred = lab[idx]
+                    sources[mode] = (img.sample(torch.as_tensor(pix[0])), pix[1])
+            for mode, (feat, lab) in sources.items():
+                pred = lab[argmax_cosine(t_feat, feat).numpy()]
                 scores[name][mode].append((target.category, label_accuracy(pred, tgt_lab),
                                            mean_iou(pred, tgt_lab, num_classes=len(vocab))))
     methods: dict[str, Any] = {}
