@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .features import ImageFeatures, ShapeFeatures, as_coords
+from .features import ImageFeatures, ImageGeometry, ShapeFeatures, as_coords
 from .ops import rotate_z
 
 __all__ = ["PoseEstimate", "alpha_foreground", "estimate_foreground", "estimate_pose", "pose_heatmap", "pose_match"]
@@ -132,8 +132,23 @@ def _require_geometry(image: ImageFeatures) -> None:
                          "none: encode the image with a Tango3D model (other backbones have no geometry head)")
 
 
-def _canonical(shape: ShapeFeatures) -> Tensor:
-    return ((shape.points - shape.center.to(shape.points)) * shape.scale).float()
+def _canonical(shape: ShapeFeatures, xyz: Tensor | None = None) -> Tensor:
+    """[N, 3] positions ``xyz`` in the mesh's coordinates (default: the shape's points) in the
+    frame the network saw (bounding-box centre at 0, diagonal 1), float32."""
+    pts = shape.points if xyz is None else xyz
+    return ((pts - shape.center.to(pts)) * shape.scale).float()
+
+
+def _pose_and_geometry(image: ImageFeatures, shape: ShapeFeatures, pose: PoseEstimate | None, temperature: float,
+                       sigma: float) -> tuple[PoseEstimate, ImageGeometry]:
+    """The matching functions' shared checks: the pose to use (estimated when None) and the
+    image's geometry."""
+    if not (temperature > 0 and sigma > 0):
+        raise ValueError("temperature and sigma must be > 0")
+    if pose is None:
+        pose = estimate_pose(image, shape, temperature=temperature, sigma=sigma)
+    assert image.geometry is not None
+    return pose, image.geometry
 
 
 def _foreground_pixels(image: ImageFeatures, mask: Tensor | np.ndarray | None, count: int, seed: int) -> Tensor:
@@ -294,19 +309,13 @@ def pose_match(image: ImageFeatures, shape: ShapeFeatures, xy: object, *, pose: 
     """
     _require_geometry(image)
     pts = as_coords(xy, dim=2, name="xy")
-    if not (temperature > 0 and sigma > 0):
-        raise ValueError("temperature and sigma must be > 0")
-    if pose is None:
-        pose = estimate_pose(image, shape, temperature=temperature, sigma=sigma)
-    geo = image.geometry
-    assert geo is not None
+    pose, geo = _pose_and_geometry(image, shape, pose, temperature, sigma)
     with torch.inference_mode():
         if points is None:
             feats, canonical = shape.dense, _canonical(shape)
         else:
             xyz = as_coords(points, dim=3, name="points")
-            feats = shape.query(xyz)
-            canonical = ((xyz - shape.center.to(xyz)) * shape.scale).float()
+            feats, canonical = shape.query(xyz), _canonical(shape, xyz)
         cos = (image.sample(pts).float() @ feats.float().T.to(image.dense.device)).cpu()
         pred = geo.xyz_at(image.image_size, pts).float().cpu()
         d2 = torch.cdist(pred, pose.to_image_frame(canonical.cpu())).square()
@@ -328,15 +337,10 @@ def pose_heatmap(image: ImageFeatures, shape: ShapeFeatures, point: object, *, p
     except (TypeError, ValueError) as e:
         raise TypeError(f"point must be three numbers (x, y, z), got {point!r:.80}") from e
     xyz = as_coords(row, dim=3, name="point")
-    if not (temperature > 0 and sigma > 0):
-        raise ValueError("temperature and sigma must be > 0")
-    if pose is None:
-        pose = estimate_pose(image, shape, temperature=temperature, sigma=sigma)
-    geo = image.geometry
-    assert geo is not None
+    pose, geo = _pose_and_geometry(image, shape, pose, temperature, sigma)
     with torch.inference_mode():
         feat = shape.query(xyz)[0].float().cpu()
         cos = torch.einsum("dhw,d->hw", image.dense.float().cpu(), feat)
-        q = pose.to_image_frame(((xyz - shape.center.to(xyz)) * shape.scale).float())[0]
+        q = pose.to_image_frame(_canonical(shape, xyz))[0]
         d2 = (geo.xyz.float().cpu() - q[:, None, None]).square().sum(0)
         return cos - d2 * (temperature / (2 * sigma**2))
