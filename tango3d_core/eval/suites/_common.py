@@ -499,8 +499,8 @@ class PoseModelProvider(ModelProvider):
     is estimated once per (image, shape) from the image alone (its foreground from the plain
     background, the geometry head's xyz and depth) and the shape's points, normals and features.
     Suites that match pixels to points call ``match_pixels``, points to pixels ``match_points``;
-    retrieval re-ranks each image
-    query's global top candidates by ``pose_fit``; the others see the plain model."""
+    retrieval re-ranks each image query's global top candidates by ``pose_fit``; the others see
+    the plain model."""
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)

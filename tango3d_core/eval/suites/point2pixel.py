@@ -5,8 +5,8 @@ For each held-out shape (yawed), ``points_per_shape`` outer-surface points are d
 within ``depth_tolerance`` x bbox diagonal of the point's own depth. A method's prediction for a
 visible point is the mask pixel whose feature is most cosine-similar to the point's feature
 (``shape_features(...).query(point)``) or, for a provider with ``match_points(image, shape, xyz,
-xy) -> [P, K]`` (``tango3d-pose``), the argmax of its scores; the error is the pixel distance to the point's
-projection, also reported as a fraction of the image size (the longer side).
+xy) -> [P, K]`` (``tango3d-pose``), the argmax of its scores; the error is the pixel distance
+to the point's projection, also reported as a fraction of the image size (the longer side).
 
 Consistency across views: among points visible in at least ``consistency_min_views`` views, the
 share whose best pixel lies within ``consistency_threshold`` x image size of the projection in
@@ -80,11 +80,11 @@ def run(providers: Mapping[str, FeatureProvider], cfg: SuiteConfig, scenes: Iter
         for name, provider in providers.items():
             shp = timer.call(name, "shape", provider.shape_features, scene, num_points=cfg.num_points, seed=cfg.seed)
             feats = shp.query(torch.as_tensor(pts, dtype=torch.float32))
+            match = getattr(provider, "match_points", None)
             ok = np.ones(len(pts), dtype=bool)
             for view, vis, xy, pixels in per_view:
                 img = timer.call(name, "image", provider.image_features, view)
                 pix = torch.as_tensor(pixels, dtype=torch.float32)
-                match = getattr(provider, "match_points", None)
                 if match is not None:
                     q = torch.as_tensor(pts[vis], dtype=torch.float32)
                     idx = timer.call(name, "match", match, img, shp, q, pix).argmax(1).numpy()
