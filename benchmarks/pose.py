@@ -14,12 +14,11 @@ click.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 
-from .common import Context, Row
+from .common import Context, Row, time_call
 
 __all__ = ["run"]
 
@@ -56,31 +55,23 @@ def _exhaustive(img, shp) -> float:
     return float(yaws[int(torch.cat(scores).argmax())])
 
 
-def _seconds(fn, repeats: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
-
-
 def run(ctx: Context) -> list[Row]:
     from tango3d_core.models.pose import estimate_pose, pose_heatmap, pose_match
 
     scenes = _scenes(ctx)
     reps = 1 if ctx.smoke else 2
-    ours = np.mean([_seconds(lambda: estimate_pose(i, s), reps) for i, s in scenes])
-    base = np.mean([_seconds(lambda: _exhaustive(i, s), reps) for i, s in scenes])
+    ours = np.mean([time_call(lambda: estimate_pose(i, s), repeats=reps).median for i, s in scenes])
+    base = np.mean([time_call(lambda: _exhaustive(i, s), repeats=reps).median for i, s in scenes])
     same = np.mean([abs((estimate_pose(i, s).yaw - _exhaustive(i, s) + math.pi) % (2 * math.pi) - math.pi) < 1e-4
                     for i, s in scenes])
     img, shp = scenes[0]
     pose = estimate_pose(img, shp)
     xy = [[112.0, 112.0]]
-    click_pose = _seconds(lambda: pose_match(img, shp, xy, pose=pose), 20)
-    click_cos = _seconds(lambda: shp.dense @ img.sample(xy)[0], 20)
+    click_pose = time_call(lambda: pose_match(img, shp, xy, pose=pose), repeats=20).median
+    click_cos = time_call(lambda: shp.dense @ img.sample(xy)[0], repeats=20).median
     point = shp.points[100]
-    heat_pose = _seconds(lambda: pose_heatmap(img, shp, point, pose=pose), 20)
-    heat_cos = _seconds(lambda: torch.einsum("dhw,d->hw", img.dense, shp.query(point[None])[0]), 20)
+    heat_pose = time_call(lambda: pose_heatmap(img, shp, point, pose=pose), repeats=20).median
+    heat_cos = time_call(lambda: torch.einsum("dhw,d->hw", img.dense, shp.query(point[None])[0]), repeats=20).median
     return [
         Row(case="Pose search", setting=f"72 yaws, 512 pixels x 2048 points, {len(scenes)} views",
             ours=ours, baseline=base, unit="s", ours_name="estimate_pose: every 3rd yaw, then the neighbours "
