@@ -759,8 +759,9 @@ class Explorer:
                     notes[pname] = f"pose-verified, yaw {math.degrees(pose.yaw):.0f}°" if pose is not None \
                         else f"features only: {why}"
                 if pose is not None:
-                    heat, best_px = score_image(session.image, pose_heatmap(img, encs[pname].features, value, pose=pose),
-                                                st)
+                    # The point's feature is already queried (the 3D views use it too).
+                    scores = pose_heatmap(img, encs[pname].features, value, pose=pose, feature=queries[pname])
+                    heat, best_px = score_image(session.image, scores, st)
                 else:
                     heat, best_px = heat_image(session.image, img.dense, queries[pname], st)
                 session.best_pixels[pname] = best_px

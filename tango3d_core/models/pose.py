@@ -323,10 +323,12 @@ def pose_match(image: ImageFeatures, shape: ShapeFeatures, xy: object, *, pose: 
 
 
 def pose_heatmap(image: ImageFeatures, shape: ShapeFeatures, point: object, *, pose: PoseEstimate | None = None,
-                 temperature: float = TEMPERATURE, sigma: float = SIGMA) -> Tensor:
+                 feature: Tensor | None = None, temperature: float = TEMPERATURE, sigma: float = SIGMA) -> Tensor:
     """Where a 3D point lies in the image: :func:`pose_match`'s score of every pixel of the
     dense grid against one ``point`` [3] (mesh coordinates).
 
+    feature  the point's [D] feature when the caller already has it (``shape.query``'s answer,
+             queried here otherwise)
     returns [h, w] float32 on the CPU at the dense features' resolution (covering the whole
             input image, like ``ImageFeatures.dense``), in cosine units; ``pose`` defaults to
             :func:`estimate_pose` (image, shape).
@@ -339,7 +341,7 @@ def pose_heatmap(image: ImageFeatures, shape: ShapeFeatures, point: object, *, p
     xyz = as_coords(row, dim=3, name="point")
     pose, geo = _pose_and_geometry(image, shape, pose, temperature, sigma)
     with torch.inference_mode():
-        feat = shape.query(xyz)[0].float().cpu()
+        feat = (shape.query(xyz)[0] if feature is None else feature.reshape(-1)).float().cpu()
         cos = torch.einsum("dhw,d->hw", image.dense.float().cpu(), feat)
         q = pose.to_image_frame(_canonical(shape, xyz))[0]
         d2 = (geo.xyz.float().cpu() - q[:, None, None]).square().sum(0)

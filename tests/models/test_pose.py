@@ -212,6 +212,8 @@ def test_pose_heatmap_is_pose_match_on_the_dense_grid(chair, oracle_view):
     grid = torch.tensor([[x, y] for y in range(96) for x in range(96)], dtype=torch.float32)
     ref = pose_match(img, shp, grid, pose=pose, points=p[None])[:, 0].reshape(96, 96)
     assert torch.allclose(heat, ref, atol=1e-4)
+    # a caller that already has the point's feature passes it instead of querying again
+    assert torch.equal(pose_heatmap(img, shp, p, pose=pose, feature=shp.query(p[None])[0]), heat)
     # the point's own pixel is where the map peaks (oracle geometry, the right turn)
     y, x = divmod(int(heat.argmax()), 96)
     assert view.mask[y, x]
