@@ -506,38 +506,40 @@ class PoseModelProvider(ModelProvider):
         super().__init__(model)
         self.fallbacks = 0  # images whose pose could not be estimated (too little foreground)
 
-    def pose_fit(self, image: Any, shape: Any) -> float:
-        """How well the image's predicted surface fits the shape at its best yaw (the best
-        ``estimate_pose`` score; higher is better), or -inf where no pose can be estimated."""
+    def _pose(self, image: Any, shape: Any) -> Any:
+        """The image's pose in the shape (``estimate_pose``), or None (counted in ``fallbacks``)
+        where none can be estimated."""
         from ...models.pose import estimate_pose
 
         try:
-            return float(estimate_pose(image, shape).scores.max())
+            return estimate_pose(image, shape)
         except ValueError:
             self.fallbacks += 1
-            return -float("inf")
+            return None
+
+    def pose_fit(self, image: Any, shape: Any) -> float:
+        """How well the image's predicted surface fits the shape at its best yaw (the best
+        ``estimate_pose`` score; higher is better), or -inf where no pose can be estimated."""
+        pose = self._pose(image, shape)
+        return -float("inf") if pose is None else float(pose.scores.max())
 
     def match_points(self, image: Any, shape: Any, xyz: Tensor, xy: Tensor) -> Tensor:
         """[P, K] scores of points ``xyz`` [P, 3] (mesh coordinates) against pixels ``xy`` [K, 2];
         argmax along K = a point's pixel. Cosine similarities where no pose can be estimated."""
-        from ...models.pose import estimate_pose, pose_match
+        from ...models.pose import pose_match
 
-        try:
-            pose = estimate_pose(image, shape)
-        except ValueError:
-            self.fallbacks += 1
+        pose = self._pose(image, shape)
+        if pose is None:
             return shape.query(xyz) @ image.sample(xy).T
         return pose_match(image, shape, xy, pose=pose, points=xyz).T
 
     def match_pixels(self, image: Any, shape: Any, xy: Tensor) -> Tensor:
         """[M, N] scores of pixels ``xy`` [M, 2] against every point of ``shape``; argmax = match.
         Where no pose can be estimated the scores are the plain cosine similarities."""
-        from ...models.pose import estimate_pose, pose_match
+        from ...models.pose import pose_match
 
-        try:
-            pose = estimate_pose(image, shape)
-        except ValueError:
-            self.fallbacks += 1
+        pose = self._pose(image, shape)
+        if pose is None:
             return image.sample(xy) @ shape.dense.T
         return pose_match(image, shape, xy, pose=pose)
 
