@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-points", type=int, metavar="N", help="surface points per shape (default 8192)")
     g.add_argument("--backprojection-views", type=int, metavar="K", help="views the back-projection renders (default 8)")
     g.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    g.add_argument("--vae-tokens", metavar="LIST",
+                   help="vae: comma-separated latent-token counts evaluated besides the trained one, as rows "
+                        "NAME@COUNT, or none (default 512,1024)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-png", action="store_true", help="report: HTML figures only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -106,6 +109,17 @@ def _parse_named(values: Sequence[str], parser: argparse.ArgumentParser) -> dict
             parser.error(f"--baseline-checkpoint name {name!r} is taken; pick another")
         out[name] = path
     return out
+
+
+def _parse_tokens(value: str | None, parser: argparse.ArgumentParser) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        parser.error(f"--vae-tokens must be comma-separated integers or none, got {value!r}")
 
 
 def _bundled_ablations(wanted: Sequence[str], named: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -199,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "shapes_per_category": args.shapes_per_category, "views_per_shape": args.views,
         "resolution": args.resolution, "num_points": args.num_points,
         "backprojection_views": args.backprojection_views, "seed": args.seed, "meshes": args.meshes,
+        "vae_tokens": _parse_tokens(args.vae_tokens, parser),
     }
     bundled, missing = _bundled_ablations(baselines, named)
     for name, why in missing.items():

@@ -176,10 +176,15 @@ class ShapeVAE(nn.Module):
         return self.config.width
 
     def encode(self, points: Tensor, normals: Tensor, *, sample_posterior: bool = False,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+               generator: torch.Generator | None = None, num_latents: int | None = None) -> dict[str, Tensor]:
         """Encode surface samples (canonical frame).
 
-        points, normals  [B, N, 3], N >= num_latents
+        points, normals  [B, N, 3], N >= L
+        num_latents      L, the number of latent tokens (None: ``config.num_latents``, the count
+                         the model was trained with). Every layer is a set operation, so any L
+                         works: more tokens reconstruct occupancy better (anchors closer to every
+                         query) at a higher cost; the per-point features are best at the trained
+                         count (docs/experiments/vae_tokens.md).
         Returns a dict:
             mean, logvar  [B, L, Cl]   posterior parameters (logvar clamped to [-30, 20])
             z             [B, L, Cl]   a posterior sample, or ``mean`` when not sampling
@@ -193,7 +198,9 @@ class ShapeVAE(nn.Module):
         _check_xyz(normals, "normals")
         if points.shape != normals.shape:
             raise ValueError(f"points {tuple(points.shape)} and normals {tuple(normals.shape)} differ in shape")
-        n, k = points.shape[1], self.config.num_latents
+        n, k = points.shape[1], self.config.num_latents if num_latents is None else num_latents
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"num_latents must be an integer >= 1, got {num_latents!r}")
         if n < k:
             raise ValueError(f"need at least num_latents={k} points, got {n}")
         if self.config.yaw_frame == "principal":

@@ -422,21 +422,9 @@ class Tango3D(nn.Module):
         origin, diagonal 1) for the network, and return per-point features.
         ``ShapeFeatures.points`` stay in the mesh's own coordinates.
         """
-        points, normals = sample_mesh_surface(mesh, num_points, seed=seed)
-        lo, hi = points.new_tensor(mesh.bounds[0]), points.new_tensor(mesh.bounds[1])
-        center, diag = (lo + hi) / 2, float((hi - lo).norm())
-        if not diag > 0:
-            raise ValueError("mesh has a zero-size bounding box; cannot normalise it")
-        scale = 1.0 / diag
+        points, normals, center, scale, enc_points, enc_normals = self._surface_input(
+            mesh, num_points, seed=seed, min_points=self.config.shape.num_latents)
         canonical = (points - center) * scale
-        # The encoder reads at most encoder_points of the samples (they are in random order, so
-        # a prefix is itself a uniform sample); with fewer than num_latents it gets its own.
-        cfg = self.config.shape
-        k = min(num_points, cfg.encoder_points)
-        enc_points, enc_normals = canonical[:k], normals[:k]
-        if k < cfg.num_latents:
-            extra_p, enc_normals = sample_mesh_surface(mesh, cfg.encoder_points, seed=seed)
-            enc_points = (extra_p - center) * scale
         dev = self.device
         with torch.inference_mode():
             shp = self.shape_forward(enc_points[None].to(dev), enc_normals[None].to(dev))
@@ -452,6 +440,59 @@ class Tango3D(nn.Module):
             return ShapeFeatures(points=_out(points, device), normals=_out(normals, device), dense=_out(dense, device),
                                  global_embedding=_out(shp["global"][0], device), center=center, scale=scale,
                                  _query=query)
+
+    def _surface_input(self, mesh: Any, num_points: int, *, seed: int, min_points: int
+                       ) -> tuple[Tensor, Tensor, Tensor, float, Tensor, Tensor]:
+        """Surface samples of a mesh and what the encoder reads of them.
+
+        Returns ``points``, ``normals`` [N, 3] (mesh units), ``center`` [3] and ``scale`` (1 /
+        bounding-box diagonal) of the canonical frame, and the encoder's input ``enc_points``,
+        ``enc_normals`` [K, 3] (canonical): the first ``encoder_points`` samples (they are in
+        random order, so a prefix is itself a uniform sample), or, when fewer than
+        ``min_points`` were asked for, ``encoder_points`` samples of its own.
+        """
+        points, normals = sample_mesh_surface(mesh, num_points, seed=seed)
+        lo, hi = points.new_tensor(mesh.bounds[0]), points.new_tensor(mesh.bounds[1])
+        center, diag = (lo + hi) / 2, float((hi - lo).norm())
+        if not diag > 0:
+            raise ValueError("mesh has a zero-size bounding box; cannot normalise it")
+        scale = 1.0 / diag
+        cfg = self.config.shape
+        k = min(num_points, cfg.encoder_points)
+        enc_points, enc_normals = (points[:k] - center) * scale, normals[:k]
+        if k < min_points:
+            extra_p, enc_normals = sample_mesh_surface(mesh, max(cfg.encoder_points, min_points), seed=seed)
+            enc_points = (extra_p - center) * scale
+        return points, normals, center, scale, enc_points, enc_normals
+
+    def occupancy(self, mesh: Any, xyz: Any, *, num_points: int = 8192, num_latents: int | None = None,
+                  seed: int = 0, device: DeviceLike = None) -> Tensor:
+        """Occupancy logits [M] of query positions ``xyz`` [M, 3] (the mesh's own units and
+        frame), as the shape VAE reconstructs ``mesh`` from ``num_points`` surface samples
+        (posterior mean; ``> 0`` means inside).
+
+        ``num_latents``: latent tokens the shape is encoded into (None: the trained count,
+        ``config.shape.num_latents``, which ``encode_shape`` uses). More tokens reconstruct
+        finer: on the validation split 256 / 512 / 1024 tokens gave IoU 78.8 / 84.6 / 87.8 %
+        with the bundled model (docs/experiments/vae_tokens.md); at most ``encoder_points``.
+        """
+        cfg = self.config.shape
+        latents = cfg.num_latents if num_latents is None else num_latents
+        if isinstance(latents, bool) or not isinstance(latents, int) or latents < 1:
+            raise ValueError(f"num_latents must be an integer >= 1, got {num_latents!r}")
+        if latents > cfg.encoder_points:
+            raise ValueError(f"num_latents={latents} exceeds the encoder's input of {cfg.encoder_points} points")
+        query = as_coords(xyz, dim=3, name="xyz")
+        _, _, center, scale, enc_points, enc_normals = self._surface_input(mesh, num_points, seed=seed,
+                                                                           min_points=latents)
+        dev = self.device
+        with torch.inference_mode():
+            enc = self.shape_vae.encode(enc_points[None].to(dev), enc_normals[None].to(dev), num_latents=latents)
+            tokens = self.shape_vae.decode(enc["mean"])
+            canonical = ((query - center) * scale).to(dev, torch.float32)
+            logits = self.shape_vae.query_occupancy(tokens, canonical[None], anchors=enc["anchors"],
+                                                    frame_yaw=enc["frame_yaw"])["logits"][0]
+        return _out(logits, device)
 
     def encode_text(self, texts: Sequence[str], *, device: DeviceLike = None) -> Tensor:
         """A list of B strings -> [B, G] global embeddings (the frozen MiniLM loads on first use)."""

@@ -106,6 +106,17 @@ def test_bundled_ablations_are_default_baselines(checkpoints, tmp_path, bundled,
     assert set(res["methods"]) == {"tango3d", "random"} and res["run"]["skipped_baselines"] == {}
 
 
+def test_vae_token_rows_from_the_command_line(checkpoints, bundled, capsys):
+    a, _ = checkpoints
+    base = ["--suite", "vae", "--checkpoint", str(a), "--baselines", "none", "--categories", "mug",
+            "--shapes-per-category", "1"]
+    assert main([*base, "--vae-tokens", "300"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["methods"]) == {"tango3d", "tango3d@300", "random"} and res["config"]["vae_tokens"] == [300]
+    assert main([*base, "--vae-tokens", "none"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["methods"]) == {"tango3d", "random"}
+
+
 def test_all_with_meshes_runs_the_geometric_suites(checkpoints, tmp_path, capsys):
     a, _ = checkpoints
     (tmp_path / "m").mkdir()
@@ -129,6 +140,8 @@ def test_all_with_meshes_runs_the_geometric_suites(checkpoints, tmp_path, capsys
         (["--suite", "vae", "--meshes", "/definitely/not/here"], "not a directory"),
         (["--suite", "vae", "--checkpoint", "/definitely/not/here"], "does not exist"),
         (["--suite", "vae", "--categories", "spaceship"], "unknown categories"),
+        (["--suite", "vae", "--vae-tokens", "512,lots"], "comma-separated integers"),
+        (["--suite", "vae", "--vae-tokens", "0"], "vae_tokens must be integers >= 1"),
     ],
 )
 def test_bad_arguments(args, message, capsys):

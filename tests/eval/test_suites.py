@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -197,10 +198,31 @@ def test_retrieval_end_to_end(providers):
 
 def test_vae_end_to_end(model):
     res = run_suite("vae", {}, cfg("vae"), models={"tango3d": model}, progress=False)
-    assert set(res["methods"]) == {"tango3d", "random"}
+    # The tiny preset's "local" query decoder gets a row per extra token count (default 512, 1024).
+    assert set(res["methods"]) == {"tango3d", "tango3d@512", "tango3d@1024", "random"}
+    assert res["config"]["vae_tokens"] == [512, 1024]
     row = res["methods"]["tango3d"]
     assert set(row) >= {"iou", "iou_pooled", "accuracy", "iou_near_surface", "iou_uniform", "per_category_iou"}
     assert row["num_shapes"] == 4 and 0 <= row["iou"] <= 1
+    assert res["methods"]["tango3d@512"]["num_shapes"] == 4
+
+
+def test_vae_token_rows(model):
+    c = cfg("vae", categories=("mug",), shapes_per_category=2, vae_tokens=(model.config.shape.num_latents, 300))
+    res = run_suite("vae", {}, c, models={"tango3d": model}, progress=False)
+    assert set(res["methods"]) == {"tango3d", "tango3d@300", "random"}  # the trained count is the plain row
+    assert res["methods"]["tango3d@300"]["iou"] != res["methods"]["tango3d"]["iou"]
+    none = run_suite("vae", {}, dataclasses.replace(c, vae_tokens=()), models={"tango3d": model}, progress=False)
+    assert set(none["methods"]) == {"tango3d", "random"}
+    assert none["methods"]["tango3d"] == res["methods"]["tango3d"]
+    attention = build_model(dataclasses.replace(model.config, shape=dataclasses.replace(
+        model.config.shape, query_decoder="attention"))).eval()
+    att = run_suite("vae", {}, c, models={"attention": attention}, progress=False)
+    assert set(att["methods"]) == {"attention", "random"}
+    with pytest.raises(ValueError, match="exceed"):
+        run_suite("vae", {}, dataclasses.replace(c, vae_tokens=(10**5,)), models={"tango3d": model}, progress=False)
+    with pytest.raises(ValueError, match="vae_tokens"):
+        dataclasses.replace(c, vae_tokens=(0,))
 
 
 def test_pixel2point_is_deterministic(providers):

@@ -34,6 +34,23 @@ def test_encode_keys_shapes_and_fps_queries() -> None:
     assert torch.equal(out["z"], out["mean"])
 
 
+def test_encode_any_number_of_latent_tokens() -> None:
+    vae = ShapeVAE(dataclasses.replace(CFG, query_decoder="local"))
+    pts, nrm = _cloud()
+    default = vae.encode(pts, nrm)
+    assert torch.equal(vae.encode(pts, nrm, num_latents=8)["mean"], default["mean"])
+    out = vae.encode(pts, nrm, num_latents=20)
+    assert out["mean"].shape == (2, 20, 4) and out["anchors"].shape == (2, 20, 3)
+    assert torch.equal(out["query_index"], farthest_point_sample(pts, 20))
+    # The first 8 farthest-point samples are the default's, so the extra tokens only add anchors.
+    assert torch.equal(out["query_index"][:, :8], default["query_index"])
+    logits = vae.query_occupancy(vae.decode(out["mean"]), torch.rand(2, 6, 3) - 0.5, anchors=out["anchors"])["logits"]
+    assert logits.shape == (2, 6) and torch.isfinite(logits).all()
+    for bad, match in ((0, "integer >= 1"), (2.0, "integer >= 1"), (True, "integer >= 1"), (41, "at least num_latents=41")):
+        with pytest.raises(ValueError, match=match):
+            vae.encode(pts, nrm, num_latents=bad)
+
+
 def test_posterior_sampling_is_reproducible_and_noisy() -> None:
     vae = ShapeVAE(CFG)
     pts, nrm = _cloud()

@@ -333,6 +333,46 @@ def test_encode_shape_bad_input(model: Tango3D, mesh, kwargs, err, match) -> Non
         model.encode_shape(_box() if mesh is None else mesh, **kwargs)
 
 
+def _naive_occupancy(model: Tango3D, mesh: trimesh.Trimesh, xyz: np.ndarray, num_latents: int) -> torch.Tensor:
+    """The VAE's logits by hand: sample, normalise by the bounding box, encode, decode, query."""
+    from tango3d_core.models.tango3d import sample_mesh_surface
+
+    pts, nrm = sample_mesh_surface(mesh, 500, seed=2)
+    lo, hi = torch.tensor(mesh.bounds, dtype=torch.float32)
+    center, scale = (lo + hi) / 2, 1 / float((hi - lo).norm())
+    k = model.config.shape.encoder_points
+    with torch.no_grad():
+        enc = model.shape_vae.encode(((pts[:k] - center) * scale)[None], nrm[:k][None], num_latents=num_latents)
+        q = ((torch.as_tensor(xyz, dtype=torch.float32) - center) * scale)[None]
+        return model.shape_vae.query_occupancy(model.shape_vae.decode(enc["mean"]), q, anchors=enc["anchors"],
+                                               frame_yaw=enc["frame_yaw"])["logits"][0]
+
+
+def test_occupancy_matches_naive_reference_at_any_token_count(model: Tango3D) -> None:
+    model.eval()
+    mesh = _box(2.0, (1.0, -1.0, 0.5))
+    xyz = np.random.default_rng(0).uniform(mesh.bounds[0] - 0.2, mesh.bounds[1] + 0.2, size=(30, 3))
+    trained = model.config.shape.num_latents
+    default = model.occupancy(mesh, xyz, num_points=500, seed=2)
+    assert default.shape == (30,) and default.dtype == torch.float32
+    assert torch.allclose(default, _naive_occupancy(model, mesh, xyz, trained), atol=1e-5)
+    more = model.occupancy(mesh, xyz, num_points=500, seed=2, num_latents=trained + 8)
+    assert torch.allclose(more, _naive_occupancy(model, mesh, xyz, trained + 8), atol=1e-5)
+    assert not torch.allclose(more, default)
+
+
+@pytest.mark.parametrize("kwargs, xyz, match", [
+    ({"num_latents": 0}, [[0.0, 0.0, 0.0]], "integer >= 1"),
+    ({"num_latents": 1.5}, [[0.0, 0.0, 0.0]], "integer >= 1"),
+    ({"num_latents": 10**6}, [[0.0, 0.0, 0.0]], "exceeds the encoder's input"),
+    ({}, [[0.0, 0.0]], r"\[M, 3\]"),
+    ({}, [[0.0, float("nan"), 0.0]], "NaN"),
+])
+def test_occupancy_bad_input(model: Tango3D, kwargs, xyz, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        model.occupancy(_box(), xyz, **kwargs)
+
+
 def test_encode_text(model: Tango3D) -> None:
     emb = model.encode_text(["a chair", "a table"])
     assert emb.shape == (2, 12)

@@ -91,6 +91,9 @@ class SuiteConfig:
     meshes               a folder of user meshes replacing the procedural test split
                          (geometric suites only)
     split                procedural split (disjoint seeds, see ``data.dataset.SPLIT_OFFSET``)
+    vae_tokens           vae: latent-token counts each model's VAE ("local" query decoder) is
+                         also evaluated at, as rows ``<name>@<count>`` (the trained count is
+                         always the ``<name>`` row)
     """
 
     categories: tuple[str, ...] | None = None
@@ -110,6 +113,7 @@ class SuiteConfig:
     backprojection_views: int = 8
     meshes: str | None = None
     split: Literal["train", "val", "test"] = "test"
+    vae_tokens: tuple[int, ...] = (512, 1024)
 
     def __post_init__(self) -> None:
         if self.categories is not None:
@@ -138,6 +142,10 @@ class SuiteConfig:
         if not th or any(not 0 < t < 1 for t in th):
             raise ValueError(f"thresholds must be fractions in (0, 1), got {self.thresholds}")
         object.__setattr__(self, "thresholds", th)
+        tokens = tuple(self.vae_tokens)
+        if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1 for t in tokens):
+            raise ValueError(f"vae_tokens must be integers >= 1, got {self.vae_tokens!r}")
+        object.__setattr__(self, "vae_tokens", tuple(int(t) for t in tokens))
         for name in ("depth_tolerance", "consistency_threshold"):
             if not 0 < float(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -156,6 +164,7 @@ class SuiteConfig:
         d = dataclasses.asdict(self)
         d["categories"] = list(self.category_list) if self.meshes is None else None
         d["thresholds"] = list(self.thresholds)
+        d["vae_tokens"] = list(self.vae_tokens)
         return d
 
 
