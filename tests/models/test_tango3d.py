@@ -373,6 +373,35 @@ def test_occupancy_bad_input(model: Tango3D, kwargs, xyz, match) -> None:
         model.occupancy(_box(), xyz, **kwargs)
 
 
+def test_reconstruct_extracts_the_zero_level_set_in_the_mesh_frame(model: Tango3D, monkeypatch) -> None:
+    mesh = _box(2.0, (1.0, -1.0, 0.5))  # 1.2 x 0.6 x 0.8, centred at (1, -1, 0.5)
+    center = torch.tensor([1.0, -1.0, 0.5])
+    scale = 1.0 / float(np.linalg.norm([1.2, 0.6, 0.8]))
+    radius = 0.18  # canonical units: a ball of radius 0.18 / scale = 0.28 inside the box (y half-extent 0.3)
+
+    def ball(m, mesh_, *, num_points, num_latents, seed):
+        return (lambda xyz: radius - xyz.norm(dim=-1)), center, scale  # logit > 0 inside
+
+    monkeypatch.setattr(Tango3D, "_occupancy_field", ball)
+    rec = model.reconstruct(mesh, resolution=48)
+    r = radius / scale
+    assert np.allclose(rec.bounds.mean(axis=0), center.numpy(), atol=0.02)
+    assert np.allclose(rec.extents, 2 * r, rtol=0.03)
+    assert rec.is_watertight and rec.volume > 0  # faces point outwards
+    assert abs(rec.volume - 4 / 3 * math.pi * r**3) < 0.03 * rec.volume
+
+    monkeypatch.setattr(Tango3D, "_occupancy_field",
+                        lambda m, mesh_, **kw: ((lambda xyz: -torch.ones(len(xyz))), center, scale))
+    with pytest.raises(ValueError, match="no surface.*outside"):
+        model.reconstruct(mesh, resolution=16)
+
+
+@pytest.mark.parametrize("resolution", [4, 300, 32.0, True])
+def test_reconstruct_bad_resolution(model: Tango3D, resolution) -> None:
+    with pytest.raises(ValueError, match="resolution"):
+        model.reconstruct(_box(), resolution=resolution)
+
+
 def test_encode_text(model: Tango3D) -> None:
     emb = model.encode_text(["a chair", "a table"])
     assert emb.shape == (2, 12)
