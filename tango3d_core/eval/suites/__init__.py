@@ -73,7 +73,7 @@ SUITE_DESCRIPTIONS: dict[str, str] = {
     "point2pixel": "a 3D point finds its pixel in each view that sees it: pixel error, cross-view consistency",
     "part-transfer": "part labels carried across instances of a category: 3D->3D and 2D->3D accuracy, mIoU",
     "retrieval": "image->shape and text->shape over a gallery: R@1, R@5, mAP (instance and category), P@10",
-    "vae": "occupancy IoU of the shape VAE on held-out shapes",
+    "vae": "occupancy IoU of the shape VAE on held-out shapes, at its trained token count and at 512 / 1024",
 }
 
 
