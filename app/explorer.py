@@ -1,5 +1,6 @@
 """What the explorer does, free of Gradio: uploads, encodings, clicks, comparison, retrieval,
-3D <-> 3D matching, pixel -> many shapes, mask transfer, the feature view and exports.
+3D <-> 3D matching, pixel -> many shapes, mask transfer, the feature view, the VAE
+reconstruction and exports.
 
 Every public method is one UI event. It takes the tab's :class:`~app.session.Session`, does the
 work, and returns plain values (PIL images, strings). A problem the user can fix raises
@@ -54,6 +55,7 @@ from .masks import (MaskError, draw_mask, foreground_mask, mask_from_editor, mas
                     region_scores)
 from .overlay import OverlaySettings, draw_marker, heat_image, point_colors, score_image
 from .pca import fit_pca, image_pca_rgb
+from .reconstruction import RESOLUTION, reconstruct, vae_model
 from .sam import SamSegmenter, find_checkpoint, sam_status
 from .session import EncodedShape, LRUCache, Session, ViewResult, file_digest, image_digest
 from .viewer import SlotContent, Viewer
@@ -429,6 +431,9 @@ class Explorer:
             session.mesh, session.mesh_key, session.mesh_name = mesh, key, name
             session.mesh_source, session.up_axis = source, up_axis
             session.shapes = encoded
+            if session.reconstruction_shown and session.viewer is not None:
+                session.viewer.clear_reconstruction()
+            session.reconstruction, session.reconstruction_shown = None, False  # it was of the old shape
             session.last_query = None
             session.best_points.clear()
             session.match_points.clear()
@@ -1168,6 +1173,61 @@ class Explorer:
             self._render_query(session)
             session.seen_version = session.version
             return list(session.panels)
+
+    # ------------------------------------------------------- VAE reconstruction
+    def vae_reconstruction(self, session: Session, *, progress: Progress | None = None) -> str:
+        """Show the shape VAE's reconstruction of the first shape beside it in the 3D view, or
+        hide it when it is shown. Computed once per shape (with the first provider in view that
+        has a shape VAE, on the encode pool within ``limits.timeout_s``) and kept in the session
+        until the shape changes, so showing it again is instant. Returns the status line."""
+        session = self._live(session)
+        with session.lock:
+            viewer = session.viewer
+            if session.reconstruction_shown:
+                if viewer is not None:
+                    viewer.clear_reconstruction()
+                session.reconstruction_shown = False
+                session.status = "VAE reconstruction hidden (click the button again to show it)."
+                return session.status
+            pname, model = self._vae_provider(session)
+            if session.mesh is None:
+                raise UserError("Load a shape first (upload, example or search result); the VAE reconstructs it.")
+            if viewer is None or not hasattr(viewer, "show_reconstruction"):
+                raise UserError("The VAE reconstruction is drawn in the interactive 3D view (viser), which this "
+                                "server does not run.")
+            mesh, name = session.mesh, session.mesh_name
+            key = (self.provider(pname).fingerprint, session.mesh_key, RESOLUTION, self.limits.num_points)
+            rec = session.reconstruction if getattr(session.reconstruction, "key", None) == key else None
+        cached = rec is not None
+        if rec is None:
+            _step(progress, 0.1, "Reconstructing the shape with the VAE")
+            try:
+                rec = self._run("The VAE reconstruction", reconstruct, model, mesh, key=key, resolution=RESOLUTION,
+                                num_points=self.limits.num_points)
+            except ValueError as e:
+                raise UserError(f"The VAE could not reconstruct '{name}': {e}") from None
+        with session.lock:
+            if session.closed or session.mesh is not mesh:
+                raise UserError("The shape changed while it was being reconstructed; click the button again.")
+            session.reconstruction = rec
+            if viewer.show_reconstruction(0, rec.mesh, f"VAE reconstruction · {rec.tokens} tokens") is None:
+                raise UserError("The shape is not in the 3D view; load it again.")
+            session.reconstruction_shown = True
+            how = rec.summary() + (" when computed, shown from the cache" if cached else "")
+            session.status = (f"VAE reconstruction: {how} ({pname}; in blue, left of '{name}'; click the button "
+                              "again to hide it).")
+            return session.status
+
+    def _vae_provider(self, session: Session) -> tuple[str, Any]:
+        """(name, Tango3D model) of the first provider in view with a shape VAE, else UserError."""
+        for pname in session.providers:
+            model = vae_model(self.provider(pname))
+            if model is not None:
+                return pname, model
+        names = " and ".join(f"'{p}'" for p in session.providers)
+        which = f"the provider {names} has" if len(session.providers) == 1 else f"the providers {names} have"
+        raise UserError(f"The VAE reconstruction needs a Tango3D model with a shape VAE; {which} none "
+                        "(start the explorer with --provider tango3d).")
 
     # ------------------------------------------------------------------ exports
     def export(self, session: Session, kind: ExportKind, *, shape: ShapeId = "a") -> Path:

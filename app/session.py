@@ -197,6 +197,10 @@ class Session:
     # pixel -> many gallery shapes
     many_keys: list[str] = field(default_factory=list)
     many_results: list[tuple[Image.Image, str]] = field(default_factory=list)
+    # the shape VAE's reconstruction of the first shape (app.reconstruction.Reconstruction),
+    # kept until that shape changes, and whether the viewer shows it now
+    reconstruction: Any = None
+    reconstruction_shown: bool = False
     # results of the current query per view (shape "a"/"b", provider), for exports
     results: dict[tuple[str, str], ViewResult] = field(default_factory=dict)
     exports: Any = None                         # app.export.ExportDir, made on the first export

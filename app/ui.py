@@ -213,6 +213,7 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                 with gr.Accordion("Feature view & export", open=True, elem_id="export-box"):
                     with gr.Row():
                         pca_button = gr.Button("Feature view (PCA → RGB)", elem_id="pca", scale=2)
+                        recon_button = gr.Button("VAE reconstruction", elem_id="vae-recon", scale=2)
                         export_shape = gr.Radio(["first shape", SECOND], value="first shape", show_label=False,
                                                 elem_id="export-shape", scale=2)
                     with gr.Row():
@@ -508,6 +509,13 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
             return _panels(explorer.feature_view(s), s)
 
         pca_button.click(on_pca, inputs=[session], outputs=panels_out, concurrency_limit=4)
+
+        @_guard(1, 0)
+        def on_recon(s, progress=gr.Progress()):
+            return explorer.vae_reconstruction(s, progress=progress)
+
+        # Seconds of model work (bounded by limits.timeout_s); "once": no second run while one is pending.
+        recon_button.click(on_recon, inputs=[session], outputs=[status], concurrency_limit=2, trigger_mode="once")
 
         def _export(kind):
             @_guard(2, 1)

@@ -17,6 +17,9 @@ scaled to a diagonal of 1, so viser's default float16 positions stay precise):
 * ``/slot{i}/best``     a marker on the best-matching point
 * ``/slot{i}/query``    a marker on the point clicked in 3D
 * ``/slot{i}/label``    the view's name (provider, and shape when two are shown)
+* ``/recon/mesh``       optional: the shape VAE's reconstruction of one slot's shape, light blue,
+                        in that slot's display frame moved left of it (``recon_frame``), so the
+                        input and what the VAE kept of it stand side by side; ``/recon/label``
 
 Clicks: ``scene.on_click`` hands us a ray; point clouds are not clickable, so the ray is
 intersected with the mesh here (the project's ray caster: a 1 x 1 pixel camera along the ray).
@@ -32,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-__all__ = ["DisplayFrame", "SceneSlot", "SlotContent", "Viewer", "intersect_ray", "slot_frame"]
+__all__ = ["DisplayFrame", "SceneSlot", "SlotContent", "Viewer", "intersect_ray", "recon_frame", "slot_frame"]
 
 MESH_COLOR = (200, 200, 205)
+RECON_COLOR = (150, 185, 235)  # the VAE reconstruction: light blue, told apart from the grey input
 BEST_COLOR = (255, 0, 255)   # magenta: in none of the colormaps, so it stands out on the heat
 QUERY_COLOR = (20, 220, 255)
 SLOT_GAP = 0.35  # display units between side-by-side copies
@@ -97,6 +101,16 @@ def slot_frame(mesh: trimesh.Trimesh, slot: int, previous: tuple[DisplayFrame, f
         pf, pw = previous
         x = float(pf.offset[0]) + pw / 2.0 + SLOT_GAP + width / 2.0
     return DisplayFrame(frame0.centre, frame0.scale, np.array([x, 0.0, 0.0])), width
+
+
+def recon_frame(frame: DisplayFrame, width: float, mesh: trimesh.Trimesh) -> DisplayFrame:
+    """Display frame of ``mesh`` (in the mesh coordinates of a slot shown with ``frame`` and display
+    width ``width``) just left of that slot, ``SLOT_GAP`` apart: the slot's centre and scale, so
+    the two are drawn at the same size, and only the offset moved along -X. Slots extend along
+    +X from slot 0, so left of slot 0 nothing else is drawn."""
+    right = float((np.asarray(mesh.bounds[1][0], np.float64) - frame.centre[0]) * frame.scale)
+    x = float(frame.offset[0]) - width / 2.0 - SLOT_GAP - right
+    return DisplayFrame(frame.centre, frame.scale, np.array([x, float(frame.offset[1]), float(frame.offset[2])]))
 
 
 def intersect_ray(mesh: trimesh.Trimesh, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -184,6 +198,9 @@ class Viewer:
         self._server = viser.ViserServer(host=host, port=port, verbose=False)
         self._lock = threading.RLock()
         self._slots: dict[int, tuple[SlotContent, DisplayFrame, dict[str, object], float]] = {}
+        # The reconstruction beside a slot: (slot, that slot's mesh, reconstruction, its display
+        # frame, handles, label).
+        self._recon: tuple[int, trimesh.Trimesh, trimesh.Trimesh, DisplayFrame, dict[str, object], str] | None = None
         self._on_click = on_click
         self._closed = False
         self._server.gui.configure_theme(show_logo=False, show_share_button=False)
@@ -219,6 +236,7 @@ class Viewer:
                 return
             self._closed = True
             self._slots.clear()
+            self._recon = None
         stopper = threading.Thread(target=self._server.stop, name=STOP_THREAD_NAME, daemon=True)
         stopper.start()
         if wait:
@@ -249,6 +267,13 @@ class Viewer:
             if old is not None:
                 for h in old[2].values():
                     h.remove()  # type: ignore[attr-defined]
+            # A reconstruction beside this slot stays where it is if the slot shows the same shape
+            # at the same place, moves with it if elsewhere, and goes if the shape is another.
+            recon = self._recon if self._recon is not None and self._recon[0] == slot else None
+            keep = recon is not None and recon[1] is mesh and np.array_equal(
+                recon_frame(frame, width, recon[2]).offset, recon[3].offset)
+            if recon is not None and not keep:
+                self._remove_recon()
             handles: dict[str, object] = {}
             with self._server.atomic():
                 handles["mesh"] = scene.add_mesh_simple(f"/slot{slot}/mesh", verts, np.asarray(shown.faces, np.uint32),
@@ -266,6 +291,8 @@ class Viewer:
                                                    position=(float(frame.offset[0]), 0.0, top + 0.08),
                                                    anchor="bottom-center")
             self._slots[slot] = (content, frame, handles, width)
+            if recon is not None and recon[1] is mesh and not keep:
+                self._place_recon(slot, recon[2], recon[5])
             self._frame_camera()
         # Build the BVH now so that the first click is not the slow one.
         from tango3d_core.data import render
@@ -278,15 +305,78 @@ class Viewer:
             if old is not None and not self._closed:
                 for h in old[2].values():
                     h.remove()  # type: ignore[attr-defined]
+                if self._recon is not None and self._recon[0] == slot:
+                    self._remove_recon()
                 self._frame_camera()
+
+    # ----------------------------------------------------------- reconstruction
+    def show_reconstruction(self, slot: int, mesh: trimesh.Trimesh, label: str) -> DisplayFrame | None:
+        """Show ``mesh`` (a reconstruction of slot ``slot``'s shape, in that shape's mesh
+        coordinates) left of the slot, at the same scale (``recon_frame``), replacing any shown
+        before. It follows the slot when the slot is shown again with the same mesh, and goes
+        when the slot is cleared or shows another mesh. Returns its display frame, or None when
+        the slot is empty (nothing is shown)."""
+        with self._lock:
+            if slot not in self._slots or self._closed:
+                return None
+            self._remove_recon()
+            frame = self._place_recon(slot, mesh, label)
+            self._frame_camera()
+            return frame
+
+    def _place_recon(self, slot: int, mesh: trimesh.Trimesh, label: str) -> DisplayFrame:
+        """(Under the lock; slot ``slot`` is shown, no reconstruction is.)"""
+        content, frame, _, width = self._slots[slot]
+        rframe = recon_frame(frame, width, mesh)
+        shown = _display_mesh(mesh)
+        verts = rframe.to_display(shown.vertices).astype(np.float32)
+        top = float(verts[:, 2].max()) if len(verts) else 0.5
+        centre_x = float(rframe.to_display(np.asarray(mesh.bounds, np.float64).mean(axis=0))[0])
+        scene = self._server.scene
+        with self._server.atomic():
+            handles: dict[str, object] = {
+                "mesh": scene.add_mesh_simple("/recon/mesh", verts, np.asarray(shown.faces, np.uint32),
+                                              color=RECON_COLOR, side="double", cast_shadow=False,
+                                              receive_shadow=False),
+                "label": scene.add_label("/recon/label", label, position=(centre_x, 0.0, top + 0.08),
+                                         anchor="bottom-center"),
+            }
+        self._recon = (slot, content.mesh, mesh, rframe, handles, label)
+        return rframe
+
+    def clear_reconstruction(self) -> None:
+        """Hide the reconstruction (if one is shown)."""
+        with self._lock:
+            if self._recon is not None and not self._closed:
+                self._remove_recon()
+                self._frame_camera()
+
+    def reconstruction(self) -> tuple[int, trimesh.Trimesh, DisplayFrame, np.ndarray] | None:
+        """The shown reconstruction: (slot, mesh in mesh coordinates, display frame, the display
+        vertices the browser is sent [V, 3]), or None."""
+        with self._lock:
+            if self._recon is None:
+                return None
+            slot, _, mesh, frame, handles, _ = self._recon
+            return slot, mesh, frame, np.array(handles["mesh"].vertices)  # type: ignore[attr-defined]
+
+    def _remove_recon(self) -> None:
+        """(Under the lock.)"""
+        if self._recon is not None:
+            for h in self._recon[4].values():
+                h.remove()  # type: ignore[attr-defined]
+            self._recon = None
 
     def _frame_camera(self) -> None:
         """Aim the initial camera, and every connected browser's camera, at all shown slots: a
         three-quarter view from the front-right (as the example renders) that fits them."""
         if not self._slots:
             return
-        lo = np.min([e[1].offset - 0.5 for e in self._slots.values()], axis=0)
-        hi = np.max([e[1].offset + 0.5 for e in self._slots.values()], axis=0)
+        offsets = [e[1].offset for e in self._slots.values()]
+        if self._recon is not None:
+            offsets.append(self._recon[3].offset)
+        lo = np.min([o - 0.5 for o in offsets], axis=0)
+        hi = np.max([o + 0.5 for o in offsets], axis=0)
         centre = (lo + hi) / 2.0
         width = float(hi[0] - lo[0])
         direction = np.array([0.57, -0.82, 0.36])  # azimuth ~35 deg, elevation ~20 deg

@@ -431,3 +431,34 @@ def test_bad_uploads_show_a_message(running_app, browser, tmp_path):
         _wait(lambda: session.mesh is not None, 120, "an example after the errors", page)
     finally:
         page.close()
+
+
+def test_vae_reconstruction_button_toggles_the_view(running_app, browser, monkeypatch):
+    import torch
+
+    from tango3d_core.models.tango3d import Tango3D
+
+    def ball(self, mesh, *, num_points, num_latents, seed):  # the random test model may see no surface
+        lo, hi = torch.tensor(np.asarray(mesh.bounds), dtype=torch.float32)
+        return (lambda xyz: 0.2 - xyz.norm(dim=-1)), (lo + hi) / 2, 1.0 / float((hi - lo).norm())
+
+    monkeypatch.setattr(Tango3D, "_occupancy_field", ball)
+    app = running_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    try:
+        known = set(app.explorer.sessions())
+        page.goto(app.url)
+        page.wait_for_selector("#viser", timeout=60000)
+        session = _session_of(app, known)
+        page.locator("#vae-recon").click()                          # no shape yet: a message
+        _wait(lambda: "Load a shape first" in page.locator("#status").inner_text(), 30, "the message", page)
+        page.locator("#examples button.thumbnail-item").first.click()
+        _wait(lambda: "Example" in page.locator("#status").inner_text(), 120, "the example", page)
+        page.locator("#vae-recon").click()
+        _wait(lambda: "VAE reconstruction: " in page.locator("#status").inner_text(), 60, "the reconstruction", page)
+        assert session.viewer.reconstruction() is not None and session.viewer.slots() == [0]
+        page.locator("#vae-recon").click()
+        _wait(lambda: "hidden" in page.locator("#status").inner_text(), 30, "the reconstruction hidden", page)
+        assert session.viewer.reconstruction() is None and session.reconstruction is not None
+    finally:
+        page.close()

@@ -85,8 +85,8 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
                        "colormap", "mode", "compare", "query-text", "search-text", "search-image", "results",
                        "status", "mask-editor", "mask-transfer", "mask-threshold", "mask-file", "sam-propose",
                        "second-file", "second-pick", "second-apply", "second-clear", "load-as", "many-pick",
-                       "many-apply", "many-results", "pca", "export-ply", "export-glb", "export-npy", "export-png",
-                       "export-file", "fallback-view"):
+                       "many-apply", "many-results", "pca", "vae-recon", "export-ply", "export-glb", "export-npy",
+                       "export-png", "export-file", "fallback-view"):
             assert needed in ids, needed
         timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
         assert len(timers) == 1 and timers[0].value <= 0.5
@@ -95,6 +95,12 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
         ticks = [d for d in demo.get_config_file()["dependencies"]
                  if [timers[0]._id, "tick"] in [list(t) for t in d["targets"]]]
         assert len(ticks) == 1 and ticks[0]["trigger_mode"] == "multiple"
+        # The VAE reconstruction answers in the status line; a click while one runs is dropped.
+        by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+        recon = [d for d in demo.get_config_file()["dependencies"]
+                 if [by_id["vae-recon"]._id, "click"] in [list(t) for t in d["targets"]]]
+        assert len(recon) == 1 and recon[0]["outputs"] == [by_id["status"]._id]
+        assert recon[0]["trigger_mode"] == "once"
         sam = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sam-propose")
         if not ex.sam_available:  # the button itself says what is missing
             assert "SAM unavailable" in sam.value and not sam.interactive
