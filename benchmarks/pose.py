@@ -8,7 +8,7 @@ the two searches choose the same yaw. A second row times one pose-verified click
 (``pose_match`` of one pixel against 8192 points, the pose cached) against the plain cosine
 click.
 
-    python -m benchmarks --cases pose
+    python -m benchmarks --only pose
 """
 
 from __future__ import annotations

@@ -249,6 +249,7 @@ CASES: dict[str, Callable[..., list[Row]]] = {
     "mesh_load": _mesh_load,
     "app_click": _app_click,
     "pose": _case("pose"),
+    "reconstruct": _case("reconstruct"),
     "scaling": _case("scaling"),  # last: it also turns the curves other cases recorded into rows
 }
 
