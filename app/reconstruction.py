@@ -65,10 +65,9 @@ def vae_model(provider: Any) -> Any:
 
 
 def vae_tokens(model: Any) -> int:
-    """Latent tokens of the reconstruction: ``Tango3D.reconstruct``'s default, four times the
-    trained count (at most the encoder's input points). The features use the trained count."""
-    cfg = model.config.shape
-    return min(4 * cfg.num_latents, cfg.encoder_points)
+    """Latent tokens of the reconstruction (``Tango3D.reconstruction_tokens``, what
+    ``reconstruct`` uses by default). The features use the trained count."""
+    return int(model.reconstruction_tokens)
 
 
 def reconstruct(model: Any, mesh: trimesh.Trimesh, *, key: Hashable, resolution: int = RESOLUTION,

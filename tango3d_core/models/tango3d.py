@@ -482,6 +482,14 @@ class Tango3D(nn.Module):
         field, center, scale = self._occupancy_field(mesh, num_points=num_points, num_latents=num_latents, seed=seed)
         return _out(field((query - center) * scale), device)
 
+    @property
+    def reconstruction_tokens(self) -> int:
+        """Latent tokens :meth:`reconstruct` encodes a shape into by default: four times the
+        trained count, at most ``encoder_points`` (1024 for the bundled model, the vae suite's
+        ``tango3d@1024`` row)."""
+        cfg = self.config.shape
+        return min(4 * cfg.num_latents, cfg.encoder_points)
+
     def reconstruct(self, mesh: Any, *, resolution: int = 64, num_latents: int | None = None,
                     num_points: int = 8192, seed: int = 0) -> Any:
         """The shape VAE's reconstruction of ``mesh``: a ``trimesh.Trimesh`` in the mesh's own
@@ -491,9 +499,8 @@ class Tango3D(nn.Module):
         (:func:`~tango3d_core.models.volume.grid_logits`: 20-55 % of its points are queried);
         about 1-3 s at resolution 64 with 1024 tokens on two CPU cores.
 
-        ``num_latents``: None gives four times the trained count (at most ``encoder_points``),
-        the ``tango3d@1024`` row of the vae suite for the bundled model; what the features see is
-        the trained count, ``num_latents=config.shape.num_latents``.
+        ``num_latents``: None gives :attr:`reconstruction_tokens`; what the features see is the
+        trained count, ``num_latents=config.shape.num_latents``.
 
         Raises:
             ValueError: ``resolution`` outside [8, 256]; the occupancy has no zero crossing in the
@@ -503,9 +510,8 @@ class Tango3D(nn.Module):
 
         if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 256:
             raise ValueError(f"resolution must be an integer in [8, 256], got {resolution!r}")
-        cfg = self.config.shape
         if num_latents is None:
-            num_latents = min(4 * cfg.num_latents, cfg.encoder_points)
+            num_latents = self.reconstruction_tokens
         field, center, scale = self._occupancy_field(mesh, num_points=num_points, num_latents=num_latents, seed=seed)
         lo, hi = (np.asarray(mesh.bounds, dtype=np.float64) - center.numpy()) * scale
         pad = 0.05 * (hi - lo).max()

@@ -379,11 +379,17 @@ def test_reconstruct_extracts_the_zero_level_set_in_the_mesh_frame(model: Tango3
     scale = 1.0 / float(np.linalg.norm([1.2, 0.6, 0.8]))
     radius = 0.18  # canonical units: a ball of radius 0.18 / scale = 0.28 inside the box (y half-extent 0.3)
 
+    asked = []
+
     def ball(m, mesh_, *, num_points, num_latents, seed):
+        asked.append(num_latents)
         return (lambda xyz: radius - xyz.norm(dim=-1)), center, scale  # logit > 0 inside
 
     monkeypatch.setattr(Tango3D, "_occupancy_field", ball)
     rec = model.reconstruct(mesh, resolution=48)
+    cfg = model.config.shape
+    assert asked == [model.reconstruction_tokens] and model.reconstruction_tokens == min(
+        4 * cfg.num_latents, cfg.encoder_points)
     r = radius / scale
     assert np.allclose(rec.bounds.mean(axis=0), center.numpy(), atol=0.02)
     assert np.allclose(rec.extents, 2 * r, rtol=0.03)
