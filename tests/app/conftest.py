@@ -91,3 +91,24 @@ def counting():
     and must not be one, or it would shadow the real ``app``)."""
     return CountingProvider
 
+
+@pytest.fixture
+def make_explorer(tmp_path, examples_dir):
+    """Build explorers over the bundled examples (each with its own work folder), shut down at the
+    end of the test. Options as ``Explorer``'s; ``limits`` defaults to small, quick ones."""
+    from app.examples import load_examples
+    from app.explorer import Explorer, Limits
+
+    made = []
+
+    def make(primary, *, limits=None, gallery=None, make_provider=None, compare=(), viewer=True):
+        ex = Explorer(primary, make_provider=make_provider, compare_choices=list(compare),
+                      examples=(examples_dir, load_examples(examples_dir)), gallery=gallery,
+                      work_dir=tmp_path / f"work{len(made)}",
+                      limits=limits or Limits(num_points=1024, timeout_s=60.0, max_sessions=4), viewer=viewer)
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.shutdown()

@@ -74,6 +74,14 @@ def _session_of(app, known: set[str]):
     return app.explorer._sessions[sid]
 
 
+def _open_session(app, page):
+    """Open the explorer in ``page``, wait for its 3D view, and return the new tab's session."""
+    known = set(app.explorer.sessions())
+    page.goto(app.url)
+    page.wait_for_selector("#viser", timeout=60000)
+    return _session_of(app, known)
+
+
 def _image_geometry(page):
     """(box, natural width, natural height) of the shown image, read in one go once it is
     loaded (a click's reply replaces the element, so separate reads could straddle two)."""
@@ -178,10 +186,7 @@ def test_pixel_mapping_at_other_display_sizes(running_app, browser, tmp_path):
     app = running_app
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
     try:
-        known = set(app.explorer.sessions())
-        page.goto(app.url)
-        page.wait_for_selector("#viser", timeout=60000)
-        session = _session_of(app, known)
+        session = _open_session(app, page)
         page.locator("#examples button.thumbnail-item").first.click()
         _wait(lambda: session.mesh is not None, 120, "the example to load")
         # The example's image must be on the page before the next upload: its arrival re-renders
@@ -264,10 +269,7 @@ def test_3d_to_3d_click_mask_transfer_and_export_through_the_single_port(running
     app = running_app
     page = browser.new_page(viewport={"width": 1500, "height": 1150}, accept_downloads=True)
     try:
-        known = set(app.explorer.sessions())
-        page.goto(app.url)
-        page.wait_for_selector("#viser", timeout=60000)
-        session = _session_of(app, known)
+        session = _open_session(app, page)
         chair = next(i for i, e in enumerate(app.explorer.examples) if e.name == "chair")
         page.locator("#examples button.thumbnail-item").nth(chair).click()
         _wait(lambda: "Example" in page.locator("#status").inner_text(), 120, "the example", page)
@@ -373,10 +375,7 @@ def test_retrieval_and_comparison_panels(running_app, browser):
     app = running_app
     page = browser.new_page(viewport={"width": 1500, "height": 1150})
     try:
-        known = set(app.explorer.sessions())
-        page.goto(app.url)
-        page.wait_for_selector("#viser", timeout=60000)
-        session = _session_of(app, known)
+        session = _open_session(app, page)
         assert app.explorer.gallery.wait(app.explorer.primary, timeout=120)
         # Text query -> thumbnails with scores; clicking one loads it into the viewer.
         page.locator("#query-text textarea, #query-text input").first.fill("a mug with a handle")
@@ -411,10 +410,7 @@ def test_bad_uploads_show_a_message(running_app, browser, tmp_path):
     app = running_app
     page = browser.new_page(viewport={"width": 1500, "height": 1150})
     try:
-        known = set(app.explorer.sessions())
-        page.goto(app.url)
-        page.wait_for_selector("#viser", timeout=60000)
-        session = _session_of(app, known)
+        session = _open_session(app, page)
         (tmp_path / "holiday.png").write_text("not an image at all")
         page.locator("#query-image input[type=file]").set_input_files(str(tmp_path / "holiday.png"))
         _wait(lambda: "⚠️" in page.locator("#status").inner_text(), 60, "the image error", page)
@@ -446,10 +442,7 @@ def test_vae_reconstruction_button_toggles_the_view(running_app, browser, monkey
     app = running_app
     page = browser.new_page(viewport={"width": 1500, "height": 1150})
     try:
-        known = set(app.explorer.sessions())
-        page.goto(app.url)
-        page.wait_for_selector("#viser", timeout=60000)
-        session = _session_of(app, known)
+        session = _open_session(app, page)
         page.locator("#vae-recon").click()                          # no shape yet: a message
         _wait(lambda: "Load a shape first" in page.locator("#status").inner_text(), 30, "the message", page)
         page.locator("#examples button.thumbnail-item").first.click()

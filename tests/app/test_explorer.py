@@ -20,24 +20,6 @@ LIMITS = Limits(num_points=1024, timeout_s=60.0, max_sessions=4)
 
 
 @pytest.fixture
-def make_explorer(tmp_path, examples_dir):
-    from app.examples import load_examples
-
-    made = []
-
-    def make(primary, *, limits=LIMITS, gallery=None, make_provider=None, compare=(), viewer=True):
-        ex = Explorer(primary, make_provider=make_provider, compare_choices=list(compare),
-                      examples=(examples_dir, load_examples(examples_dir)), gallery=gallery,
-                      work_dir=tmp_path / f"work{len(made)}", limits=limits, viewer=viewer)
-        made.append(ex)
-        return ex
-
-    yield make
-    for ex in made:
-        ex.shutdown()
-
-
-@pytest.fixture
 def explorer(make_explorer, provider):
     return make_explorer(provider)
 

@@ -25,24 +25,6 @@ RADIUS = 0.2  # canonical units (the bounding-box diagonal is 1)
 
 
 @pytest.fixture
-def make_explorer(tmp_path, examples_dir):
-    from app.examples import load_examples
-
-    made = []
-
-    def make(primary, *, limits=LIMITS, viewer=True, make_provider=None, compare=()):
-        ex = Explorer(primary, make_provider=make_provider, compare_choices=list(compare),
-                      examples=(examples_dir, load_examples(examples_dir)), work_dir=tmp_path / f"work{len(made)}",
-                      limits=limits, viewer=viewer)
-        made.append(ex)
-        return ex
-
-    yield make
-    for ex in made:
-        ex.shutdown()
-
-
-@pytest.fixture
 def ball(monkeypatch):
     """Replace the VAE's occupancy by a ball of radius ``RADIUS`` about the bounding-box centre;
     returns the ``num_latents`` of every encoding asked for."""
