@@ -497,7 +497,7 @@ class Tango3D(nn.Module):
         the bounding box (plus 5 % on every side) by marching cubes; a reconstruction that spills
         out of that box is cut open there. The grid is decoded coarse to fine
         (:func:`~tango3d_core.models.volume.grid_logits`: 20-55 % of its points are queried);
-        about 1-3 s at resolution 64 with 1024 tokens on two CPU cores.
+        1.8-3.1 s at resolution 64 with 1024 tokens on one core of the 2-core CPU box (1.1-1.9 s at 48).
 
         ``num_latents``: None gives :attr:`reconstruction_tokens`; what the features see is the
         trained count, ``num_latents=config.shape.num_latents``.
