@@ -13,6 +13,7 @@ shape_to_shape.png     3D <-> 3D: a click on one chair, the match on another
 pixel_to_many.png      one pixel matched on several gallery shapes
 mask_transfer.png      a brushed mask and the transferred region
 feature_view.png       PCA of the features -> RGB on the image and the shapes
+vae_reconstruction     the shape VAE's reconstruction (blue) beside the shape
 compare_and_retrieval  text search results and a second provider side by side
 export.png             the export panel after a PLY export
 fallback_view.png      the gr.Model3D view used where no WebSocket can be proxied
@@ -241,6 +242,14 @@ def run(out: Path, *, checkpoint: str | None = None, log: Callable[[str], None] 
             _status(page, "Feature view")
             _settle(page)
             shot(page, "feature_view.png")
+
+            # The VAE's reconstruction beside the shape, hidden again for the views after it.
+            page.locator("#vae-recon").click()
+            _status(page, "VAE reconstruction:", timeout=120)
+            _settle(page)
+            shot(page, "vae_reconstruction.png")
+            page.locator("#vae-recon").click()
+            _status(page, "VAE reconstruction hidden")
 
             # Export after a pixel click.
             _click_image_pixel(page, 165, 175)
