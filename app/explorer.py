@@ -44,6 +44,8 @@ import torch
 import trimesh
 from PIL import Image
 
+from tango3d_core.eval.suites.retrieval import POSE_RERANK_TOP_K, rerank_top_k
+from tango3d_core.models.features import ImageFeatures
 from tango3d_core.models.pose import estimate_pose, pose_heatmap, pose_match
 
 from .examples import Example
@@ -55,12 +57,12 @@ from .masks import (MaskError, draw_mask, foreground_mask, mask_from_editor, mas
                     region_scores)
 from .overlay import OverlaySettings, draw_marker, heat_image, point_colors, score_image
 from .pca import fit_pca, image_pca_rgb
-from .reconstruction import RESOLUTION, reconstruct, vae_model
+from .reconstruction import RESOLUTION, reconstruct, tango3d_model, vae_model
 from .sam import SamSegmenter, find_checkpoint, sam_status
 from .session import EncodedShape, LRUCache, Session, ViewResult, file_digest, image_digest
 from .viewer import SlotContent, Viewer
 
-__all__ = ["Explorer", "Limits", "UserError", "surface_colors"]
+__all__ = ["POSE_RERANK_TOP_K", "Explorer", "Limits", "UserError", "surface_colors"]
 
 log = logging.getLogger("tango3d.app")
 
@@ -77,6 +79,10 @@ MAX_MANY = 8                    # gallery shapes in one pixel -> many query
 
 class UserError(Exception):
     """Something the user can fix (bad file, missing input); the message is shown in the UI."""
+
+
+class _Abandoned(Exception):
+    """The pose re-rank ran past its budget (the search falls back to the global order)."""
 
 
 @dataclass(frozen=True)
@@ -960,7 +966,15 @@ class Explorer:
             raise UserError(f"Text search is unavailable: {e}") from None
         return self._hits(session, gallery.search(self.primary, q, k=k))
 
-    def search_image(self, session: Session, *, k: int = 8) -> list[Hit]:
+    def search_image(self, session: Session, *, k: int = 8, pose: bool = False,
+                     progress: Progress | None = None) -> list[Hit]:
+        """The ``k`` gallery shapes nearest the image by global embedding, best first.
+
+        pose  re-rank the top ``POSE_RERANK_TOP_K`` by pose fit (:meth:`_pose_rerank`; seconds of
+              work): more instance-accurate where a category has several shapes, worse where it
+              has one or two (the fit does not know categories). Falls back to the global order,
+              and says so in the status line, when it cannot be done or runs out of time.
+        """
         session = self._live(session)
         if session.image is None:
             raise UserError("Upload an image (or pick an example) first; it is the query.")
@@ -968,13 +982,71 @@ class Explorer:
         feats = session.image_features.get(self.primary.name)
         if feats is None:
             feats = self._image_features(self.primary, session.image, session.image_key)
-        return self._hits(session, gallery.search(self.primary, feats.global_embedding, k=k))
+        if not pose:
+            return self._hits(session, gallery.search(self.primary, feats.global_embedding, k=k))
+        hits = gallery.search(self.primary, feats.global_embedding, k=max(int(k), POSE_RERANK_TOP_K))
+        hits, note = self._pose_rerank(feats, hits, progress)
+        return self._hits(session, hits[:int(k)], note=note)
+
+    def _pose_rerank(self, feats: Any, hits: list[Hit], progress: Progress | None) -> tuple[list[Hit], str]:
+        """(hits, status note): the first ``POSE_RERANK_TOP_K`` hits ordered by how well the image's
+        predicted surface fits each shape (``estimate_pose``'s best score, as the evaluation's
+        ``pose_fit``, ordered by the evaluation's ``rerank_top_k``: ties keep their global order,
+        shapes that cannot be fitted come after the fitted ones), the rest after them in their
+        order. Each hit's mesh and features come from the explorer's caches (the same entries a
+        loaded hit uses); every step runs on the encode pool within ``limits.timeout_s``, and the
+        re-rank is abandoned once it has run that long in all (checked before each shape). Where
+        it cannot be done, ``hits`` come back unchanged."""
+        name = self.primary.name
+
+        def skipped(why: str) -> tuple[list[Hit], str]:
+            return hits, f" in the global order (pose re-rank skipped: {why})"
+
+        geometry = getattr(feats, "geometry", None) if isinstance(feats, ImageFeatures) else None
+        if tango3d_model(self.primary) is None or geometry is None:
+            return skipped(f"the provider '{name}' predicts no geometry for the image; it needs a Tango3D model")
+        if geometry.foreground_source == "none":
+            return skipped("the image has no plain background or alpha to find the object by")
+        n = min(len(hits), POSE_RERANK_TOP_K)
+        if n < 2:
+            return hits, ""
+        t0 = time.perf_counter()
+        failed: list[str] = []
+
+        def fit(_q: int, j: int) -> float:
+            if time.perf_counter() - t0 > self.limits.timeout_s:
+                raise _Abandoned
+            item = hits[j].item
+            _step(progress, 0.05 + 0.9 * j / n, f"Fitting the pose to {n} shapes")
+            try:
+                mesh = self._gallery_mesh(item)
+                shape = self._shape_features(self.primary, mesh, f"gallery-{item.key}").features
+                score = self._run("Fitting the pose", _pose_fit, feats, shape)
+            except UserError:  # a step ran past limits.timeout_s
+                raise _Abandoned from None
+            except Exception:
+                log.exception("pose re-rank: %s could not be fitted", item.key)
+                score = -math.inf
+            if not math.isfinite(score):
+                failed.append(item.name)
+            return score
+
+        # Hits come best first by global score, so rerank_top_k's top k are the first n.
+        sim = np.array([[h.score for h in hits]], dtype=np.float64)
+        try:
+            ranked = rerank_top_k(sim, fit, POSE_RERANK_TOP_K)[0]
+        except _Abandoned:
+            return skipped(f"it took longer than {self.limits.timeout_s:g} s and was abandoned")
+        note = f", top {n} re-ranked by pose fit in {time.perf_counter() - t0:.1f} s"
+        if failed:
+            note += f" ({len(failed)} could not be fitted and come after the others)"
+        return [hits[int(i)] for i in np.argsort(-ranked, kind="stable")], note
 
     @staticmethod
-    def _hits(session: Session, hits: list[Hit]) -> list[Hit]:
+    def _hits(session: Session, hits: list[Hit], *, note: str = "") -> list[Hit]:
         with session.lock:
             session.search_hits = hits
-            session.status = f"{len(hits)} shapes found; click one to load it."
+            session.status = f"{len(hits)} shapes found{note}; click one to load it."
         return hits
 
     def load_hit(self, session: Session, index: int, *, as_second: bool = False,
@@ -1281,6 +1353,16 @@ class Explorer:
         for sid in self.sessions():
             self.close_session(sid)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _pose_fit(image: Any, shape: Any) -> float:
+    """How well the image's predicted surface fits ``shape`` (``estimate_pose``'s best score,
+    higher is better), or -inf where no pose can be estimated: the evaluation's ``pose_fit``."""
+    try:
+        pose = estimate_pose(image, shape)
+    except ValueError:
+        return -math.inf
+    return float(pose.scores.max())
 
 
 def _display_name(name: str) -> str:

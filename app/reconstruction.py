@@ -3,7 +3,8 @@
 The explorer's button "VAE reconstruction" shows, left of the first shape and at the same
 scale, the mesh that ``Tango3D.reconstruct`` extracts from the shape VAE's occupancy (marching
 cubes on a ``RESOLUTION``^3 grid over the bounding box). Only a provider backed by a Tango3D
-model has a shape VAE; :func:`vae_model` finds it, or says there is none.
+model has a shape VAE; :func:`vae_model` finds it, or says there is none
+(:func:`tango3d_model` finds the model whatever its parts, e.g. for the search's pose re-rank).
 
     model = vae_model(provider)                     # the Tango3D model behind it, or None
     rec = reconstruct(model, mesh, key=...)         # Reconstruction: mesh, tokens, faces, seconds
@@ -22,7 +23,7 @@ from typing import Any
 
 import trimesh
 
-__all__ = ["RESOLUTION", "Reconstruction", "reconstruct", "vae_model", "vae_tokens"]
+__all__ = ["RESOLUTION", "Reconstruction", "reconstruct", "tango3d_model", "vae_model", "vae_tokens"]
 
 # Marching-cubes grid per axis: a few seconds at most with the bundled model on two CPU cores.
 RESOLUTION = 48
@@ -53,13 +54,20 @@ class Reconstruction:
         return f"{self.tokens} tokens, {self.faces:,} faces, {self.seconds:.1f} s"
 
 
-def vae_model(provider: Any) -> Any:
-    """The Tango3D model (with a shape VAE) behind ``provider``, or None when it has none (e.g.
-    back-projection of a 2D encoder, or a provider of the researcher's own)."""
+def tango3d_model(provider: Any) -> Any:
+    """The Tango3D model behind ``provider`` (its ``model``), or None when it is not backed by one
+    (e.g. back-projection of a 2D encoder, or a provider of the researcher's own)."""
     from tango3d_core.models.tango3d import Tango3D
 
     model = getattr(provider, "model", None)
-    if isinstance(model, Tango3D) and getattr(model, "shape_vae", None) is not None:
+    return model if isinstance(model, Tango3D) else None
+
+
+def vae_model(provider: Any) -> Any:
+    """The Tango3D model (with a shape VAE) behind ``provider``, or None when it has none (e.g.
+    back-projection of a 2D encoder, or a provider of the researcher's own)."""
+    model = tango3d_model(provider)
+    if model is not None and getattr(model, "shape_vae", None) is not None:
         return model
     return None
 

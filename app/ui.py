@@ -23,7 +23,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from .explorer import MAX_MANY, Explorer, UserError
+from .explorer import MAX_MANY, POSE_RERANK_TOP_K, Explorer, UserError
 from .masks import mask_to_layer
 from .overlay import COLORMAPS, OverlaySettings
 from .proxy import viewer_path
@@ -234,6 +234,9 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
                         with gr.Row():
                             search_text = gr.Button("Search text", elem_id="search-text")
                             search_image = gr.Button("Search with the image", elem_id="search-image")
+                            search_pose = gr.Checkbox(
+                                False, label=f"Re-rank the top {POSE_RERANK_TOP_K} by pose fit (slower)",
+                                elem_id="search-pose")
                         with gr.Row():
                             top_k = gr.Slider(1, 16, value=8, step=1, label="Results")
                             load_as = gr.Radio(["first shape", SECOND], value="first shape", elem_id="load-as",
@@ -409,13 +412,15 @@ def build_ui(explorer: Explorer, *, single_port: bool = False) -> gr.Blocks:
             return _hit_gallery(hits), s.status
 
         @_guard(2, 1)
-        def on_search_image(kk, s):
-            hits = explorer.search_image(s, k=int(kk))
+        def on_search_image(kk, pose, s, progress=gr.Progress()):
+            hits = explorer.search_image(s, k=int(kk), pose=bool(pose), progress=progress)
             return _hit_gallery(hits), s.status
 
         search_text.click(on_search_text, inputs=[query_text, top_k, session], outputs=[results, status])
         query_text.submit(on_search_text, inputs=[query_text, top_k, session], outputs=[results, status])
-        search_image.click(on_search_image, inputs=[top_k, session], outputs=[results, status])
+        # The pose re-rank is seconds of model work (bounded by limits.timeout_s), like an encode.
+        search_image.click(on_search_image, inputs=[top_k, search_pose, session], outputs=[results, status],
+                           concurrency_limit=2)
 
         @_guard(n_panels + 1, 2)
         def on_result(target, s, evt: gr.SelectData, progress=gr.Progress()):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -411,6 +413,98 @@ def test_search_when_gallery_missing_or_text_unsupported(make_explorer, provider
     ex2 = make_explorer(bp, gallery=Gallery.procedural(per_category=1, categories=["mug"], cache_dir=tmp_path))
     with pytest.raises(UserError, match="no text encoder"):
         ex2.search_text(ex2.open_session("b"), "a mug")
+
+
+def _fake_pose(monkeypatch, ex, scores):
+    """Replace ``estimate_pose`` in the explorer by a known score per gallery key (read back from
+    the explorer's shape cache, where the re-rank keeps each hit's features); a key scored None
+    cannot be fitted (ValueError, as for too little foreground). Returns the keys asked, in order."""
+    asked = []
+
+    def fake(image, shape):
+        key = next(k[2].removeprefix("gallery-") for k in ex.shape_cache.keys()
+                   if ex.shape_cache.get(k).features is shape)
+        asked.append(key)
+        if scores[key] is None:
+            raise ValueError("too little foreground")
+        return SimpleNamespace(scores=torch.tensor([-1.0, scores[key]]))
+
+    monkeypatch.setattr("app.explorer.estimate_pose", fake)
+    return asked
+
+
+def test_image_search_pose_rerank_orders_the_top_10_by_fit(make_explorer, provider, tmp_path, monkeypatch):
+    gallery = Gallery.procedural(per_category=4, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g")
+    ex = make_explorer(provider, gallery=gallery, viewer=False)
+    assert gallery.wait(provider, timeout=120)
+    s = ex.open_session("a")
+    ex.load_image(s, ex.examples_dir / "chair.png")
+    rng = np.random.default_rng(0)
+    scores = {it.key: float(v) for it, v in zip(gallery.items, rng.permutation(len(gallery.items)))}
+    asked = _fake_pose(monkeypatch, ex, scores)
+
+    plain = ex.search_image(s, k=12)                                  # off: the global order, no fit
+    assert asked == [] and s.status == "12 shapes found; click one to load it."
+    assert [h.score for h in plain] == sorted((h.score for h in plain), reverse=True)
+    scores[plain[3].item.key] = None                                  # one hit cannot be fitted
+    scores[plain[5].item.key] = scores[plain[1].item.key]             # a tie keeps the global order
+    steps = []
+    hits = ex.search_image(s, k=12, pose=True, progress=lambda frac, desc: steps.append(desc))
+    top = plain[:10]
+    fitted = sorted((h for h in top if scores[h.item.key] is not None), key=lambda h: -scores[h.item.key])
+    expected = fitted + [plain[3]] + plain[10:]                       # below the top 10: unchanged
+    assert [h.item.key for h in hits] == [h.item.key for h in expected]
+    assert sorted(asked) == sorted(h.item.key for h in top)           # only the top 10 are fitted
+    assert [h.item.key for h in hits].index(plain[1].item.key) < [h.item.key for h in hits].index(plain[5].item.key)
+    assert steps and set(steps) == {"Fitting the pose to 10 shapes"}
+    assert re.fullmatch(r"12 shapes found, top 10 re-ranked by pose fit in \d+\.\d s \(1 could not be fitted "
+                        r"and come after the others\); click one to load it\.", s.status), s.status
+    assert s.search_hits == hits
+
+    # k below 10: the gallery is still asked for 10, and the first k of the re-ranked list shown.
+    short = ex.search_image(s, k=4, pose=True)
+    assert [h.item.key for h in short] == [h.item.key for h in expected[:4]]
+    assert s.status.startswith("4 shapes found, top 10 re-ranked by pose fit in ")
+    # Off again: the same hits as before the re-rank, and no fit.
+    del asked[:]
+    assert [h.item.key for h in ex.search_image(s, k=8)] == [h.item.key for h in plain[:8]] and asked == []
+    assert s.status == "8 shapes found; click one to load it."
+
+
+def test_image_search_pose_rerank_falls_back_to_the_global_order(make_explorer, provider, tmp_path, monkeypatch):
+    import dataclasses
+
+    # A provider without geometry (back-projection of a 2D encoder): nothing to fit.
+    bp = BackprojectionProvider(provider.encode_image, num_views=2, view_size=32)
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g")
+    ex = make_explorer(bp, gallery=gallery, viewer=False)
+    assert gallery.wait(bp, timeout=120)
+    s = ex.open_session("a")
+    ex.load_image(s, ex.examples_dir / "chair.png")
+    plain = ex.search_image(s, k=3)
+    hits = ex.search_image(s, k=3, pose=True)
+    assert [h.item.key for h in hits] == [h.item.key for h in plain]
+    assert s.status == ("3 shapes found in the global order (pose re-rank skipped: the provider 'backprojection' "
+                        "predicts no geometry for the image; it needs a Tango3D model); click one to load it.")
+
+    # A fit that runs past limits.timeout_s: abandoned, the global order kept.
+    gallery2 = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g2")
+    ex2 = make_explorer(provider, gallery=gallery2, viewer=False)
+    assert gallery2.wait(provider, timeout=120)
+    s2 = ex2.open_session("b")
+    ex2.load_image(s2, ex2.examples_dir / "chair.png")
+    plain = ex2.search_image(s2, k=3)
+
+    def slow(image, shape):
+        time.sleep(1.0)
+        raise AssertionError("abandoned before it returns")
+
+    monkeypatch.setattr("app.explorer.estimate_pose", slow)
+    ex2.limits = dataclasses.replace(ex2.limits, timeout_s=0.2)
+    hits = ex2.search_image(s2, k=3, pose=True)
+    assert [h.item.key for h in hits] == [h.item.key for h in plain]
+    assert s2.status == ("3 shapes found in the global order (pose re-rank skipped: it took longer than 0.2 s and "
+                         "was abandoned); click one to load it.")
 
 
 # ------------------------------------------------------------------- 3D <-> 3D

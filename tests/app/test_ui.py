@@ -82,9 +82,9 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
         demo = build_ui(ex)
         ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
         for needed in ("query-image", "compare-image", "mesh-file", "up-axis", "examples", "viewer-frame",
-                       "colormap", "mode", "compare", "query-text", "search-text", "search-image", "results",
-                       "status", "mask-editor", "mask-transfer", "mask-threshold", "mask-file", "sam-propose",
-                       "second-file", "second-pick", "second-apply", "second-clear", "load-as", "many-pick",
+                       "colormap", "mode", "compare", "query-text", "search-text", "search-image", "search-pose",
+                       "results", "status", "mask-editor", "mask-transfer", "mask-threshold", "mask-file",
+                       "sam-propose", "second-file", "second-pick", "second-apply", "second-clear", "load-as", "many-pick",
                        "many-apply", "many-results", "pca", "vae-recon", "export-ply", "export-glb", "export-npy",
                        "export-png", "export-file", "fallback-view"):
             assert needed in ids, needed
@@ -101,6 +101,12 @@ def test_blocks_have_every_control(provider, examples_dir, tmp_path):
                  if [by_id["vae-recon"]._id, "click"] in [list(t) for t in d["targets"]]]
         assert len(recon) == 1 and recon[0]["outputs"] == [by_id["status"]._id]
         assert recon[0]["trigger_mode"] == "once"
+        # The pose re-rank is opt-in: off by default, read by the image search.
+        assert by_id["search-pose"].value is False and "pose fit" in by_id["search-pose"].label
+        search = [d for d in demo.get_config_file()["dependencies"]
+                  if [by_id["search-image"]._id, "click"] in [list(t) for t in d["targets"]]]
+        assert len(search) == 1 and by_id["search-pose"]._id in search[0]["inputs"]
+        assert search[0]["outputs"] == [by_id["results"]._id, by_id["status"]._id]
         sam = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sam-propose")
         if not ex.sam_available:  # the button itself says what is missing
             assert "SAM unavailable" in sam.value and not sam.interactive
