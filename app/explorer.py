@@ -1362,7 +1362,7 @@ def _pose_fit(image: Any, shape: Any) -> float:
         pose = estimate_pose(image, shape)
     except ValueError:
         return -math.inf
-    return float(pose.scores.max())
+    return pose.score
 
 
 def _display_name(name: str) -> str:

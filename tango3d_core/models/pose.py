@@ -116,6 +116,12 @@ class PoseEstimate:
         return (rotate_z(canonical[None], yaw)[0] - self.center.to(canonical)) * self.scale
 
     @property
+    def score(self) -> float:
+        """The best yaw's score: how well the image's predicted surface fits the shape (higher is
+        better; what image->shape retrieval re-ranks by)."""
+        return float(self.scores.max())
+
+    @property
     def margin(self) -> float:
         """Best score minus the best score of a yaw more than 45 degrees away from it: near 0 when
         the shape looks alike from two sides (a table, a vase) and the choice is a coin toss."""

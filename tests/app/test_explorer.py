@@ -427,7 +427,7 @@ def _fake_pose(monkeypatch, ex, scores):
         asked.append(key)
         if scores[key] is None:
             raise ValueError("too little foreground")
-        return SimpleNamespace(scores=torch.tensor([-1.0, scores[key]]))
+        return SimpleNamespace(score=scores[key])
 
     monkeypatch.setattr("app.explorer.estimate_pose", fake)
     return asked

@@ -130,6 +130,7 @@ def test_estimate_pose_finds_the_turn_of_the_shape(chair, oracle_view, yaw_deg):
     pose = estimate_pose(img, _shape_features(_turned(chair, yaw)), feature_weight=0.0, max_points=1500)
     assert _angle(pose.yaw, yaw) <= math.radians(5.0 + 1e-3), (math.degrees(pose.yaw), yaw_deg)
     assert pose.margin > 0
+    assert pose.score == float(pose.scores[torch.argmin(torch.abs(pose.yaws - pose.yaw))])
     assert pose.num_pixels > 100
 
 

@@ -530,7 +530,7 @@ class PoseModelProvider(ModelProvider):
         """How well the image's predicted surface fits the shape at its best yaw (the best
         ``estimate_pose`` score; higher is better), or -inf where no pose can be estimated."""
         pose = self._pose(image, shape)
-        return -float("inf") if pose is None else float(pose.scores.max())
+        return -float("inf") if pose is None else pose.score
 
     def match_points(self, image: Any, shape: Any, xyz: Tensor, xy: Tensor) -> Tensor:
         """[P, K] scores of points ``xyz`` [P, 3] (mesh coordinates) against pixels ``xy`` [K, 2];
