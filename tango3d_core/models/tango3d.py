@@ -55,8 +55,8 @@ from .image_encoder import build_image_encoder, pil_to_tensor
 from .ops import rotate_z, sample_map_at_pixels, sample_masked_pixels
 from .pose import alpha_foreground, estimate_foreground
 from .shape_vae import ShapeVAE
-from .volume import grid_logits
 from .text import FrozenTextEncoder, check_texts
+from .volume import grid_logits
 
 __all__ = ["Tango3D", "build_model", "ImageFeatures", "ShapeFeatures", "LOSS_NAMES"]
 
@@ -451,7 +451,8 @@ class Tango3D(nn.Module):
         bounding-box diagonal) of the canonical frame, and the encoder's input ``enc_points``,
         ``enc_normals`` [K, 3] (canonical): the first ``encoder_points`` samples (they are in
         random order, so a prefix is itself a uniform sample), or, when fewer than
-        ``min_points`` were asked for, ``encoder_points`` samples of its own.
+        ``min_points`` (the latent tokens to pick) were asked for, ``encoder_points`` samples of
+        its own.
         """
         points, normals = sample_mesh_surface(mesh, num_points, seed=seed)
         lo, hi = points.new_tensor(mesh.bounds[0]), points.new_tensor(mesh.bounds[1])
@@ -491,7 +492,7 @@ class Tango3D(nn.Module):
         return min(4 * cfg.num_latents, cfg.encoder_points)
 
     def reconstruct(self, mesh: Any, *, resolution: int = 64, num_latents: int | None = None,
-                    num_points: int = 8192, seed: int = 0) -> Any:
+                    num_points: int = 8192, seed: int = 0) -> trimesh.Trimesh:
         """The shape VAE's reconstruction of ``mesh``: a ``trimesh.Trimesh`` in the mesh's own
         units and frame, the zero level set of :meth:`occupancy` on a ``resolution``^3 grid over
         the bounding box (plus 5 % on every side) by marching cubes; a reconstruction that spills
