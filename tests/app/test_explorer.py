@@ -471,16 +471,23 @@ def test_image_search_pose_rerank_orders_the_top_10_by_fit(make_explorer, provid
     assert s.status == "8 shapes found; click one to load it."
 
 
+def _chair_query_over_small_gallery(make_explorer, provider, cache_dir, session_id):
+    """An explorer (no viewer) over a 3-shape gallery embedded by ``provider``, and a session whose
+    image is the chair example."""
+    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=cache_dir)
+    ex = make_explorer(provider, gallery=gallery, viewer=False)
+    assert gallery.wait(provider, timeout=120)
+    s = ex.open_session(session_id)
+    ex.load_image(s, ex.examples_dir / "chair.png")
+    return ex, s
+
+
 def test_image_search_pose_rerank_falls_back_to_the_global_order(make_explorer, provider, tmp_path, monkeypatch):
     import dataclasses
 
     # A provider without geometry (back-projection of a 2D encoder): nothing to fit.
     bp = BackprojectionProvider(provider.encode_image, num_views=2, view_size=32)
-    gallery = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g")
-    ex = make_explorer(bp, gallery=gallery, viewer=False)
-    assert gallery.wait(bp, timeout=120)
-    s = ex.open_session("a")
-    ex.load_image(s, ex.examples_dir / "chair.png")
+    ex, s = _chair_query_over_small_gallery(make_explorer, bp, tmp_path / "g", "a")
     plain = ex.search_image(s, k=3)
     hits = ex.search_image(s, k=3, pose=True)
     assert [h.item.key for h in hits] == [h.item.key for h in plain]
@@ -488,11 +495,7 @@ def test_image_search_pose_rerank_falls_back_to_the_global_order(make_explorer, 
                         "predicts no geometry for the image; it needs a Tango3D model); click one to load it.")
 
     # A fit that runs past limits.timeout_s: abandoned, the global order kept.
-    gallery2 = Gallery.procedural(per_category=1, categories=["chair", "mug", "lamp"], cache_dir=tmp_path / "g2")
-    ex2 = make_explorer(provider, gallery=gallery2, viewer=False)
-    assert gallery2.wait(provider, timeout=120)
-    s2 = ex2.open_session("b")
-    ex2.load_image(s2, ex2.examples_dir / "chair.png")
+    ex2, s2 = _chair_query_over_small_gallery(make_explorer, provider, tmp_path / "g2", "b")
     plain = ex2.search_image(s2, k=3)
 
     def slow(image, shape):
