@@ -57,7 +57,7 @@ from .masks import (MaskError, draw_mask, foreground_mask, mask_from_editor, mas
                     region_scores)
 from .overlay import OverlaySettings, draw_marker, heat_image, point_colors, score_image
 from .pca import fit_pca, image_pca_rgb
-from .reconstruction import RESOLUTION, reconstruct, tango3d_model, vae_model
+from .reconstruction import RESOLUTION, reconstruct, tango3d_model
 from .sam import SamSegmenter, find_checkpoint, sam_status
 from .session import EncodedShape, LRUCache, Session, ViewResult, file_digest, image_digest
 from .viewer import SlotContent, Viewer
@@ -1293,7 +1293,7 @@ class Explorer:
     def _vae_provider(self, session: Session) -> tuple[str, Any]:
         """(name, Tango3D model) of the first provider in view with a shape VAE, else UserError."""
         for pname in session.providers:
-            model = vae_model(self.provider(pname))
+            model = tango3d_model(self.provider(pname))
             if model is not None:
                 return pname, model
         names = " and ".join(f"'{p}'" for p in session.providers)

@@ -3,10 +3,10 @@
 The explorer's button "VAE reconstruction" shows, left of the first shape and at the same
 scale, the mesh that ``Tango3D.reconstruct`` extracts from the shape VAE's occupancy (marching
 cubes on a ``RESOLUTION``^3 grid over the bounding box). Only a provider backed by a Tango3D
-model has a shape VAE; :func:`vae_model` finds it, or says there is none
-(:func:`tango3d_model` finds the model whatever its parts, e.g. for the search's pose re-rank).
+model has a shape VAE; :func:`tango3d_model` finds it, or says there is none (the search's pose
+re-rank uses it too).
 
-    model = vae_model(provider)                     # the Tango3D model behind it, or None
+    model = tango3d_model(provider)                 # the Tango3D model behind it, or None
     rec = reconstruct(model, mesh, key=...)         # Reconstruction: mesh, tokens, faces, seconds
     rec.summary()                                   # "1024 tokens, 17,990 faces, 1.9 s"
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import trimesh
 
-__all__ = ["RESOLUTION", "Reconstruction", "reconstruct", "tango3d_model", "vae_model", "vae_tokens"]
+__all__ = ["RESOLUTION", "Reconstruction", "reconstruct", "tango3d_model"]
 
 # Marching-cubes grid per axis: a few seconds at most with the bundled model on two CPU cores.
 RESOLUTION = 48
@@ -63,28 +63,14 @@ def tango3d_model(provider: Any) -> Any:
     return model if isinstance(model, Tango3D) else None
 
 
-def vae_model(provider: Any) -> Any:
-    """The Tango3D model (with a shape VAE) behind ``provider``, or None when it has none (e.g.
-    back-projection of a 2D encoder, or a provider of the researcher's own)."""
-    model = tango3d_model(provider)
-    if model is not None and getattr(model, "shape_vae", None) is not None:
-        return model
-    return None
-
-
-def vae_tokens(model: Any) -> int:
-    """Latent tokens of the reconstruction (``Tango3D.reconstruction_tokens``, what
-    ``reconstruct`` uses by default). The features use the trained count."""
-    return int(model.reconstruction_tokens)
-
-
 def reconstruct(model: Any, mesh: trimesh.Trimesh, *, key: Hashable, resolution: int = RESOLUTION,
                 num_points: int = 8192) -> Reconstruction:
-    """``model.reconstruct(mesh)`` at ``resolution`` with ``vae_tokens(model)`` tokens, timed.
+    """``model.reconstruct(mesh)`` at ``resolution`` with ``model.reconstruction_tokens`` tokens
+    (its default, recorded for the status line), timed.
 
     Raises ValueError (from the model) when the occupancy has no surface in the box.
     """
-    tokens = vae_tokens(model)
+    tokens = model.reconstruction_tokens
     t0 = time.perf_counter()
     out = model.reconstruct(mesh, resolution=resolution, num_latents=tokens, num_points=num_points, seed=0)
     return Reconstruction(key=key, mesh=out, tokens=tokens, resolution=resolution,

@@ -15,7 +15,7 @@ import torch
 import trimesh
 
 from app.explorer import Explorer, Limits, UserError
-from app.reconstruction import RESOLUTION, reconstruct, vae_model, vae_tokens
+from app.reconstruction import RESOLUTION, reconstruct, tango3d_model
 from app.viewer import SLOT_GAP, SlotContent, Viewer
 from tango3d_core.models.tango3d import Tango3D
 from tango3d_core.providers import BackprojectionProvider
@@ -55,7 +55,7 @@ def test_reconstruction_is_shown_left_of_the_shape_in_its_frame(make_explorer, p
     s = ex.open_session("a")
     _load(ex, s, "chair")
     status = ex.vae_reconstruction(s)
-    tokens = vae_tokens(provider.model)
+    tokens = provider.model.reconstruction_tokens
     cfg = provider.model.config.shape
     assert tokens == min(4 * cfg.num_latents, cfg.encoder_points) and ball == [tokens]
     assert re.match(rf"VAE reconstruction: {tokens} tokens, [\d,]+ faces, \d+\.\d s \(tango3d;", status)
@@ -120,7 +120,7 @@ def test_toggling_uses_the_cache_until_the_shape_changes(make_explorer, provider
 
 def test_a_provider_without_a_shape_vae_says_so(make_explorer, provider):
     bp = _backprojection(provider)
-    assert vae_model(bp) is None and vae_model(object()) is None and vae_model(provider) is provider.model
+    assert tango3d_model(bp) is None and tango3d_model(object()) is None and tango3d_model(provider) is provider.model
     ex = make_explorer(bp)
     s = ex.open_session("a")
     with pytest.raises(UserError, match="needs a Tango3D model with a shape VAE; the provider 'backprojection' has"):
@@ -208,7 +208,7 @@ def test_without_the_viser_view(make_explorer, provider, ball):
 def test_reconstruct_times_the_model_call(provider, ball):
     mesh = trimesh.creation.box(extents=(2.0, 1.0, 1.0))
     rec = reconstruct(provider.model, mesh, key="k", resolution=16, num_points=512)
-    assert rec.key == "k" and rec.resolution == 16 and rec.tokens == vae_tokens(provider.model)
+    assert rec.key == "k" and rec.resolution == 16 and rec.tokens == provider.model.reconstruction_tokens
     assert rec.seconds > 0 and rec.faces == len(rec.mesh.faces) > 0
     assert rec.summary() == f"{rec.tokens} tokens, {rec.faces:,} faces, {rec.seconds:.1f} s"
 
