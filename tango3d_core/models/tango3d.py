@@ -56,7 +56,7 @@ from .ops import rotate_z, sample_map_at_pixels, sample_masked_pixels
 from .pose import alpha_foreground, estimate_foreground
 from .shape_vae import ShapeVAE
 from .text import FrozenTextEncoder, check_texts
-from .volume import grid_logits
+from .volume import grid_box, grid_logits
 
 __all__ = ["Tango3D", "build_model", "ImageFeatures", "ShapeFeatures", "LOSS_NAMES"]
 
@@ -514,9 +514,7 @@ class Tango3D(nn.Module):
         if num_latents is None:
             num_latents = self.reconstruction_tokens
         field, center, scale = self._occupancy_field(mesh, num_points=num_points, num_latents=num_latents, seed=seed)
-        lo, hi = (np.asarray(mesh.bounds, dtype=np.float64) - center.numpy()) * scale
-        pad = 0.05 * (hi - lo).max()
-        lo, hi = lo - pad, hi + pad
+        lo, hi = grid_box(mesh.bounds, center.numpy(), scale)
         logits, _ = grid_logits(field, lo, hi, resolution)
         if not (logits.max() > 0 > logits.min()):
             raise ValueError("the VAE's occupancy has no surface in the box (every query is "

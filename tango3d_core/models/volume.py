@@ -12,15 +12,25 @@ is the every-point reference.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import binary_dilation
 
-__all__ = ["grid_axes", "dense_grid_logits", "grid_logits"]
+__all__ = ["grid_box", "grid_axes", "dense_grid_logits", "grid_logits"]
 
 Field = Callable[[torch.Tensor], torch.Tensor]  # positions [M, 3] float32 -> logits [M]
+
+
+def grid_box(bounds: Any, center: Any, scale: float, *, pad: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` [3] of the reconstruction grid in canonical coordinates: a mesh's ``bounds``
+    [2, 3] (its own units) moved by ``center`` [3] and scaled by ``scale``, grown on every side
+    by ``pad`` times its longest extent."""
+    lo, hi = (np.asarray(bounds, dtype=np.float64) - np.asarray(center, dtype=np.float64)) * scale
+    margin = pad * (hi - lo).max()
+    return lo - margin, hi + margin
 
 
 def grid_axes(lo: Sequence[float], hi: Sequence[float], resolution: int) -> list[np.ndarray]:

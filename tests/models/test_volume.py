@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.measure import marching_cubes
 
-from tango3d_core.models.volume import dense_grid_logits, grid_axes, grid_logits
+from tango3d_core.models.volume import dense_grid_logits, grid_axes, grid_box, grid_logits
 
 LO, HI = (-0.5, -0.4, -0.3), (0.5, 0.4, 0.3)
 
@@ -55,3 +55,9 @@ def test_axes_span_the_box() -> None:
     axes = grid_axes(LO, HI, 5)
     assert [len(a) for a in axes] == [5, 5, 5]
     assert [a[0] for a in axes] == list(LO) and [a[-1] for a in axes] == list(HI)
+
+
+def test_grid_box_is_the_canonical_bounds_grown_by_the_pad() -> None:
+    lo, hi = grid_box([[1.0, 2.0, 3.0], [5.0, 4.0, 4.0]], [3.0, 3.0, 3.5], 0.5, pad=0.1)
+    # canonical bounds [-1, -0.5, -0.25] .. [1, 0.5, 0.25], longest extent 2: grown by 0.2
+    assert np.allclose(lo, [-1.2, -0.7, -0.45]) and np.allclose(hi, [1.2, 0.7, 0.45])
