@@ -45,8 +45,10 @@ BUILD_COMMAND = ("python -m tango3d_core.train --preset tiny --out runs/tiny --w
 # and from its stage 0; the evaluation reports them beside the bundled model. They were trained when
 # `tiny` had a ViT, the attention query decoder and object-frame normals, so each command reuses the
 # bundled architecture (`--model-config` of a checkpoint directory reads its config, not its weights),
-# the old normal target and the steps of that time. The README quotes these lines.
-_BASELINE_ARCH = "--model-config assets/baselines/canonical-xyz --xyz-loss canonical --normal-frame canonical"
+# the old normal target, the steps of that time and no global refit (stage 5 came later). The README
+# quotes these lines.
+_BASELINE_ARCH = ("--model-config assets/baselines/canonical-xyz --xyz-loss canonical --normal-frame canonical "
+                  "--global-refit off")
 BASELINE_BUILD_COMMANDS = {
     "canonical-xyz": (f"python -m tango3d_core.train --preset tiny {_BASELINE_ARCH} "
                       "--stage-steps pretrain=600,local=400,global=200,joint=150 --slow-lr-scale 0.1 "

@@ -31,6 +31,7 @@ from ..losses.dense import DENSE_SIGMA, DENSE_TARGETS
 from ..models.checkpoint import load_state_dict_strict, read_checkpoint_config, save_checkpoint
 from ..models.tango3d import Tango3D, build_model
 from .loop import is_main_process, run_stage
+from .refit import cache_global_features, cached_batches, refit_loss
 from .stages import StageSpec, default_schedule, warmup_steps
 
 
@@ -52,8 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reuse-pretrain", default=None, metavar="RUN",
                    help="start from the finished stage 0 of another run directory (copied into --out), e.g. to "
                         "train the ablations from the same pretrained encoders as another run")
-    p.add_argument("--stages", default="0,1,2,3,4",
-                   help="comma-separated stages to run (0=pretrain ... 3=joint, 4=foreground head)")
+    p.add_argument("--stages", default="0,1,2,3,4,5",
+                   help="comma-separated stages to run (0=pretrain ... 3=joint, 4=foreground head, "
+                        "5=image global head refit)")
+    p.add_argument("--global-refit", default="on", choices=["on", "off"],
+                   help="stage 5 of the progressive schedule: refit the image global head on cached features "
+                        "(off: the schedule of checkpoints trained before it existed)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")
     p.add_argument("--xyz-loss", default="yaw_invariant", choices=["canonical", "yaw_invariant"],
@@ -81,7 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
     p.add_argument("--stage-steps", default=None, metavar="NAME=N,...",
                    help="replace the steps of named stages, e.g. local=300,global=300 (applied after --steps-scale; "
-                        "names: pretrain, local, global, joint, foreground, or single / global_only for the ablations)")
+                        "names: pretrain, local, global, joint, foreground, global_refit, or single / global_only for the "
+                        "ablations)")
     p.add_argument("--slow-lr-scale", type=float, default=None, metavar="X",
                    help="learning-rate factor of the encoders where a stage trains them slowly (joint stage; "
                         "default 0.1), in (0, 1]")
@@ -156,12 +162,14 @@ def apply_overrides(schedule: list[StageSpec], *, preset: str, stage_steps: dict
 def resolve_schedule(args: argparse.Namespace, *, foreground: bool = True) -> list[StageSpec]:
     """The stages a parsed command line trains: its preset's schedule (``--schedule``,
     ``--steps-scale``; the foreground stage only when ``foreground``, i.e. the model has that
-    head) with ``--stage-steps`` and ``--slow-lr-scale`` applied.
+    head; the global refit unless ``--global-refit off``) with ``--stage-steps`` and
+    ``--slow-lr-scale`` applied.
 
     Raises:
         SystemExit: ``--stage-steps`` names a stage the schedule does not have.
     """
-    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale, foreground=foreground)
+    schedule = default_schedule(args.preset, kind=args.schedule, steps_scale=args.steps_scale, foreground=foreground,
+                                global_refit=args.global_refit == "on")
     try:
         return apply_overrides(schedule, preset=args.preset, stage_steps=parse_stage_steps(args.stage_steps),
                                slow_lr_scale=args.slow_lr_scale)
@@ -310,7 +318,9 @@ def train(args: argparse.Namespace) -> Path:
     schedule = resolve_schedule(args, foreground=cfg.foreground_head)
     budgets: dict[str, float] = {}
     if args.time_budget:
-        todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted]
+        # A cached stage's steps take milliseconds: it gets no share of the window.
+        todo = [s for i, s in enumerate(schedule) if s.extra.get("index", i) in wanted
+                and not s.extra.get("cached_passes")]
         planned = sum(s.steps for s in todo)
         budgets = {s.name: 60.0 * args.time_budget * s.steps / planned for s in todo}
     last_dir = None
@@ -327,20 +337,32 @@ def train(args: argparse.Namespace) -> Path:
             continue
         ds = ShardDataset(data, "train", augment=True, seed=args.seed, num_points=spec.extra.get("num_points", 2048),
                           num_occ=spec.extra.get("num_occ", 2048))
-        batches = _batches(ds, batch_size=spec.batch_size, workers=args.workers, seed=args.seed + i, world=world,
-                           rank=rank)
-        weights = spec.weights
-
-        def loss_fn(m: torch.nn.Module, batch: dict, _w=weights, _spec=spec) -> dict[str, torch.Tensor]:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256), xyz_mode=args.xyz_loss,
-                        normal_frame=args.normal_frame, dense_target=args.dense_target,
-                        dense_sigma=args.dense_sigma)
-            return {k: v.float() for k, v in out.items()}
-
         t0 = time.time()
+        wrap = ddp_wrap
+        if spec.extra.get("cached_passes"):
+            # Every process fits the same head on the same cache: no gradients to average.
+            wrap = None
+            loss_fn = refit_loss
+            batches: Iterator[dict] = iter(())
+            if not (stage_dir / "DONE").exists():
+                # Decoding the shards is what the cache waits on (the frozen forward passes are
+                # cheap), so it gets a second worker even where training uses one.
+                cache = cache_global_features(model, ds, passes=spec.extra["cached_passes"],
+                                              workers=max(2, args.workers), progress=not args.no_progress)
+                batches = cached_batches(cache, batch_size=spec.batch_size, seed=args.seed + i)
+        else:
+            batches = _batches(ds, batch_size=spec.batch_size, workers=args.workers, seed=args.seed + i, world=world,
+                               rank=rank)
+
+            def loss_fn(m: torch.nn.Module, batch: dict, _w=spec.weights, _spec=spec) -> dict[str, torch.Tensor]:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                    out = m(batch, losses=_w, num_pixels=_spec.extra.get("num_pixels", 256),
+                            xyz_mode=args.xyz_loss, normal_frame=args.normal_frame, dense_target=args.dense_target,
+                            dense_sigma=args.dense_sigma)
+                return {k: v.float() for k, v in out.items()}
+
         run_stage(model, spec, batches, stage_dir, loss_fn=loss_fn, save_fn=save_checkpoint, load_fn=_load_weights,
-                  ddp_wrap=ddp_wrap, time_budget_s=budgets.get(spec.name), progress=not args.no_progress)
+                  ddp_wrap=wrap, time_budget_s=budgets.get(spec.name), progress=not args.no_progress)
         if is_main_process():
             print(f"stage {spec.name}: {time.time() - t0:.0f} s", flush=True)
         if spec.extra.get("init_point_head_after"):

@@ -23,6 +23,7 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("global", "global contrastive"),
     ("total", "total loss"),
     ("foreground_iou", "foreground mask IoU (stage 4)"),
+    ("global_image_shape", "image-shape contrastive (stage 5)"),
 )
 
 
@@ -68,7 +69,7 @@ def plot_run(run_dir: str | Path, out_stem: str | Path) -> list[Path]:
     return _write(fig, out_stem)
 
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 # Panels of the run comparison: the alignment-phase terms every schedule may log.
 COMPARE_PANELS: tuple[tuple[str, str], ...] = (

@@ -213,3 +213,12 @@ def test_dinov2_wrong_model_type(tmp_path) -> None:
                            intermediate_size=32).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="dinov2"):
         build_image_encoder(ImageEncoderConfig(backbone="dinov2", hf_path=str(tmp_path)), load_pretrained=False)
+
+
+def test_tokens_are_forwards_tokens_without_the_upsampler() -> None:
+    enc, _ = build_image_encoder(_cnn_config())
+    x = torch.rand(2, 3, 16, 24)
+    full, tokens = enc(x), enc.tokens(x)
+    assert set(tokens) == {"patch_map", "global_token"}
+    for k in tokens:
+        torch.testing.assert_close(tokens[k], full[k])
