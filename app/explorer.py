@@ -971,8 +971,10 @@ class Explorer:
         """The ``k`` gallery shapes nearest the image by global embedding, best first.
 
         pose  re-rank the top ``POSE_RERANK_TOP_K`` by pose fit (:meth:`_pose_rerank`; seconds of
-              work): more instance-accurate where a category has several shapes, worse where it
-              has one or two (the fit does not know categories). Falls back to the global order,
+              work). It helped the model before training stage 5; with the bundled model's refit
+              image embedding the global order is better on the test gallery (README), and it is
+              worse where a category has one or two shapes (the fit does not know categories).
+              Off by default for both reasons. Falls back to the global order,
               and says so in the status line, when it cannot be done or runs out of time.
         """
         session = self._live(session)

@@ -22,8 +22,8 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("dense_accuracy", "dense top-1 accuracy"),
     ("global", "global contrastive"),
     ("total", "total loss"),
-    ("foreground_iou", "foreground mask IoU (stage 4)"),
-    ("global_image_shape", "image-shape contrastive (stage 5)"),
+    ("foreground_iou", "foreground IoU (stage 4)"),
+    ("global_image_shape", "image-shape contrastive"),
 )
 
 
