@@ -4,7 +4,7 @@ pixel->point (cosine matching, the pixel2point suite's protocol: 224 px renders,
 the 3D input, 8192 points) of one checkpoint on *training* shapes (seeds 0-1 of each category,
 rendered with the evaluation's cameras, not the training views) and on validation shapes.
 
-    python docs/experiments/split_gap.py [CHECKPOINT]      # about 2 minutes
+    python docs/experiments/split_gap.py [CHECKPOINT]      # about a minute
 
 A lab record, not part of the package: docs/experiments/point_features.md §10.
 """
