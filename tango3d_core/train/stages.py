@@ -149,9 +149,10 @@ def default_schedule(
 
     ``progressive`` is the paper's schedule (stage 0 pretraining, then local, global,
     joint), followed by the foreground head's stage 4 when ``foreground`` (the model has
-    one) and, when ``global_refit``, the image global head's refit, stage 5. The two ablations use the same stage 0 and the same total number of
-    alignment steps: ``single-stage`` trains everything jointly from the start;
-    ``global-only`` drops the dense objective.
+    one) and, when ``global_refit``, the image global head's refit, stage 5. The two
+    ablations use the same stage 0 and the same total number of alignment steps:
+    ``single-stage`` trains everything jointly from the start; ``global-only`` drops the
+    dense objective.
     """
     if preset not in _STEPS:
         raise ValueError(f"no schedule for preset {preset!r}; choose from {sorted(_STEPS)}")
