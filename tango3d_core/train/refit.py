@@ -60,8 +60,7 @@ def cache_global_features(model: Any, dataset: ShardDataset, *, passes: int, bat
             dataset.set_epoch(10_000 + p)  # draws of their own, not the alignment stages'
             per_shape: dict[int, Tensor] = {}
             for b in DataLoader(shape_rows, batch_size=batch_size, num_workers=workers):
-                enc = model.shape_vae.encode(b["points"].to(dev), b["normals"].to(dev), sample_posterior=False)
-                emb = model.shape_global_head(model.shape_vae.decode(enc["mean"]))["global"].float().cpu()
+                emb = model.shape_forward(b["points"].to(dev), b["normals"].to(dev))["global"].float().cpu()
                 for s, e, c in zip(b["shape_index"].tolist(), emb, b["caption"]):
                     per_shape[s] = e
                     text_of_shape[s] = captions.setdefault(c, len(captions))
