@@ -55,9 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "train the ablations from the same pretrained encoders as another run")
     p.add_argument("--stages", default="0,1,2,3,4,5",
                    help="comma-separated stages to run (0=pretrain ... 3=joint, 4=foreground head, "
-                        "5=image global head refit)")
+                        "5=global heads refit)")
     p.add_argument("--global-refit", default="on", choices=["on", "off"],
-                   help="stage 5 of the progressive schedule: refit the image global head on cached features "
+                   help="stage 5 of the progressive schedule: refit the image and shape global heads on cached features "
                         "(off: the schedule of checkpoints trained before it existed)")
     p.add_argument("--schedule", default="progressive", choices=["progressive", "single-stage", "global-only"],
                    help="progressive (the paper's), or an ablation baseline at equal total steps")

@@ -1,17 +1,19 @@
-"""Stage 5: refit the image global head on cached, frozen features.
+"""Stage 5: refit the two global heads of images and shapes on cached, frozen features.
 
-The global and joint stages train the image global head at batch 16 for a few hundred steps
-among every other loss. Trained alone afterwards on the frozen model's features, with batches
-of 128 and many passes, the same head ranks held-out shapes far better from an image
+The global and joint stages train the global heads at batch 16 for a few hundred steps among
+every other loss. Trained alone afterwards on the frozen model's features, with batches of 128
+and many passes, the image global head ranks held-out shapes far better from an image
 (validation split: image->shape category R@1 63.7 -> 81.4, instance 19.6 -> 23.5;
-docs/experiments/global_head.md). Every encoder and every other head is frozen, so only the
-image's global embedding changes: dense matching, the shape and text embeddings and the VAE
-are the joint stage's.
+docs/experiments/global_head.md §2-3); refitting the shape global head beside it, at a lower
+learning rate, separates the instances of a category further (§6). Every encoder and every
+other head is frozen, so only the global embeddings of images and shapes change: dense
+matching, the text embedding and the VAE are the joint stage's.
 
 Encoding the examples is what costs, so it is done once: ``passes`` augmented passes over the
 training views (the image encoder's CLS token and mean patch token per view), one shape
-embedding per shape and pass (its random yaw and point subset), one text embedding per caption.
-The head then trains on these tensors in milliseconds a step.
+encoding per shape and pass (its random yaw and point subset; the shape global head's input,
+the mean decoded latent token, is kept), one text embedding per caption. The heads then train
+on these tensors in milliseconds a step.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ __all__ = ["cache_global_features", "cached_batches", "refit_loss"]
 @torch.no_grad()
 def cache_global_features(model: Any, dataset: ShardDataset, *, passes: int, batch_size: int = 64,
                           workers: int = 1, progress: bool = True) -> dict[str, Tensor]:
-    """Frozen inputs of the image global head and its targets, over ``passes`` augmented passes.
+    """Frozen inputs of the two global heads and the text targets, over ``passes`` augmented passes.
 
     Returns (N = passes x views):
         global_token  float32 [N, C]  the image encoder's CLS token
         patch_mean    float32 [N, C]  its mean patch token
-        shape         float32 [N, G]  the global embedding of the view's shape (unit length),
-                                      one encoding per shape and pass
+        shape_pooled  float32 [N, W]  the mean decoded latent token of the view's shape (the shape
+                                      global head's input), one encoding per shape and pass
         text          float32 [N, G]  the global embedding of the shape's caption (unit length)
         shape_ids     int64 [N]       which shape (positives of the image-shape term)
         text_ids      int64 [N]       which caption (positives of the image-text term)
@@ -51,7 +53,7 @@ def cache_global_features(model: Any, dataset: ShardDataset, *, passes: int, bat
     shape_rows = Subset(dataset, range(0, len(dataset), views))
     captions: dict[str, int] = {}
     out: dict[str, list[Tensor]] = {k: [] for k in ("global_token", "patch_mean", "shape_index")}
-    shape_emb: list[Tensor] = []
+    shape_pool: list[Tensor] = []
     text_of_shape: dict[int, int] = {}
     total = passes * (len(dataset) + len(shape_rows))
     dev = model.device
@@ -60,23 +62,24 @@ def cache_global_features(model: Any, dataset: ShardDataset, *, passes: int, bat
             dataset.set_epoch(10_000 + p)  # draws of their own, not the alignment stages'
             per_shape: dict[int, Tensor] = {}
             for b in DataLoader(shape_rows, batch_size=batch_size, num_workers=workers):
-                emb = model.shape_forward(b["points"].to(dev), b["normals"].to(dev))["global"].float().cpu()
-                for s, e, c in zip(b["shape_index"].tolist(), emb, b["caption"]):
-                    per_shape[s] = e
+                pooled = model.shape_forward(b["points"].to(dev), b["normals"].to(dev))["tokens"].mean(dim=1)
+                for s, q, c in zip(b["shape_index"].tolist(), pooled.float().cpu(), b["caption"]):
+                    per_shape[s] = q
                     text_of_shape[s] = captions.setdefault(c, len(captions))
-                bar.update(len(emb))
+                bar.update(len(pooled))
             for b in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
                 img = model.image_encoder.tokens(b["image"].to(dev))
                 out["global_token"].append(img["global_token"].float().cpu())
                 out["patch_mean"].append(img["patch_map"].mean(dim=(2, 3)).float().cpu())
                 out["shape_index"].append(b["shape_index"])
-                shape_emb.append(torch.stack([per_shape[s] for s in b["shape_index"].tolist()]))
+                shape_pool.append(torch.stack([per_shape[s] for s in b["shape_index"].tolist()]))
                 bar.update(len(b["shape_index"]))
     texts = model.text_forward(list(captions)).float().cpu()  # [captions, G], row = caption id
     shape_ids = torch.cat(out["shape_index"])
     text_ids = torch.tensor([text_of_shape[s] for s in shape_ids.tolist()])
     return {"global_token": torch.cat(out["global_token"]), "patch_mean": torch.cat(out["patch_mean"]),
-            "shape": torch.cat(shape_emb), "text": texts[text_ids], "shape_ids": shape_ids, "text_ids": text_ids}
+            "shape_pooled": torch.cat(shape_pool), "text": texts[text_ids], "shape_ids": shape_ids,
+            "text_ids": text_ids}
 
 
 def cached_batches(cache: dict[str, Tensor], *, batch_size: int, seed: int) -> Iterator[dict[str, Tensor]]:
@@ -93,17 +96,20 @@ def cached_batches(cache: dict[str, Tensor], *, batch_size: int, seed: int) -> I
 
 
 def refit_loss(model: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The global stage's image-shape and image-text terms on cached features, at the model's
-    (frozen) global logit scale. Returns ``total`` (their mean) and each term."""
+    """The global stage's three contrastive terms (image-shape, image-text, shape-text) on cached
+    features, at the model's (frozen) global logit scale. Returns ``total`` (their mean) and
+    each term. Which head they train is the stage's choice (``StageSpec.trainable`` / ``slow``)."""
     dev = model.device
     token, mean = batch["global_token"].to(dev), batch["patch_mean"].to(dev)
-    # A 1 x 1 patch map: the head's mean over it is the cached mean patch token.
+    # A 1 x 1 patch map: the head's mean over it is the cached mean patch token; likewise one
+    # token whose mean is the cached mean decoded latent.
     image = model.image_global_head(token, mean[:, :, None, None])["global"]
+    shape = model.shape_global_head(batch["shape_pooled"].to(dev)[:, None, :])["global"]
+    text, shape_ids, text_ids = batch["text"].to(dev), batch["shape_ids"].to(dev), batch["text_ids"].to(dev)
     scale = model.logit_scale_global().detach()
     terms = {
-        "global_image_shape": contrastive_loss(image, batch["shape"].to(dev), logit_scale=scale,
-                                               ids=batch["shape_ids"].to(dev)),
-        "global_image_text": contrastive_loss(image, batch["text"].to(dev), logit_scale=scale,
-                                              ids=batch["text_ids"].to(dev)),
+        "global_image_shape": contrastive_loss(image, shape, logit_scale=scale, ids=shape_ids),
+        "global_image_text": contrastive_loss(image, text, logit_scale=scale, ids=text_ids),
+        "global_shape_text": contrastive_loss(shape, text, logit_scale=scale, ids=text_ids),
     }
-    return {"total": 0.5 * (terms["global_image_shape"] + terms["global_image_text"]), **terms}
+    return {"total": sum(terms.values()) / len(terms), **terms}

@@ -11,17 +11,17 @@ stage  name             trains                                       losses
 2      global           + global heads and text projection           dense, global
 3      joint            everything; encoders at ``slow_lr_scale``    dense, global, vae, geometry
 4      foreground       foreground head only (all else frozen)       foreground
-5      global_refit     image global head only, on cached features   global (image-shape,
-                                                                     image-text)
+5      global_refit     image and shape global heads (the shape one  global (image-shape,
+                        at ``slow_lr_scale``), on cached features    image-text, shape-text)
 ====== ================ ============================================ =======================
 
 Stages 4 and 5 are not part of the paper. Stage 4 teaches a small head which pixels show the
 object, on the final (frozen) features, for pose-verified matching (``models.pose``). Stage 5
-trains the image global head again, alone, with large batches over cached features of the frozen
-model (``train.refit``): in the joint stage it gets batch 16 and a few hundred steps shared with
-every other loss, too few to read the category the encoder already knows
-(docs/experiments/global_head.md). Freezing everything else keeps stages 0-3's model unchanged
-apart from that head.
+trains the two global heads of images and shapes again, alone, with large batches over cached
+features of the frozen model (``train.refit``): in the joint stage they get batch 16 and a few
+hundred steps shared with every other loss, too few to read the category the image encoder
+already knows or to tell apart the instances of a category (docs/experiments/global_head.md).
+Freezing everything else keeps stages 0-3's model unchanged apart from those heads.
 
 Parameters are selected by name prefix, so a stage spec is plain data that is
 saved beside each stage's logs.
@@ -104,6 +104,7 @@ _DENSE_HEADS = ("dense_head.", "point_head.", "logit_scale_dense")
 _GLOBAL_HEADS = ("image_global_head.", "shape_global_head.", "logit_scale_global")
 _FOREGROUND = ("foreground_head.",)
 _IMAGE_GLOBAL = ("image_global_head.",)
+_SHAPE_GLOBAL = ("shape_global_head.",)
 
 # Steps per stage for each preset: `tiny` trains on 2 idle CPU cores (2 threads) in about 85 minutes
 # (README model card); `base` is meant for one GPU.
@@ -114,16 +115,20 @@ _IMAGE_GLOBAL = ("image_global_head.",)
 # Pretrain 850 -> 950 is for the VAE (300 more VAE steps gave +2.9 IoU, docs/experiments/point_features.md);
 # the alignment stages gave up 15 % of their steps (300 / 250 / 260 -> 250 / 210 / 220) to keep the
 # run under 90 minutes on a day when this box ran 17 % slower than when the old schedule was timed.
+# Pretrain 950 -> 880 gave back the minutes that stage 5 (the global refit) added.
 # The foreground stage is cheap (a frozen image pass and a two-layer head): ~1 minute for `tiny`.
 # The global refit's steps are on cached features (batch 128, milliseconds each); its cost is the
-# cache: ``_REFIT_PASSES`` passes over the training views through the frozen encoders.
+# cache: ``_REFIT_PASSES`` passes over the training views through the frozen encoders. Its shape
+# head trains at ``_REFIT_SHAPE_LR_SCALE``: it sees each training shape only ``_REFIT_PASSES``
+# times, and at the full rate it overfits them (global_head.md §6).
 _STEPS = {
-    "tiny": {"pretrain": 950, "local": 250, "global": 210, "joint": 220, "foreground": 150, "global_refit": 3800},
+    "tiny": {"pretrain": 880, "local": 250, "global": 210, "joint": 220, "foreground": 150, "global_refit": 3800},
     "base": {"pretrain": 20000, "local": 8000, "global": 6000, "joint": 10000, "foreground": 2000,
              "global_refit": 20000},
 }
 _REFIT_PASSES = {"tiny": 2, "base": 3}
 _REFIT_BATCH = 128
+_REFIT_SHAPE_LR_SCALE = 0.1
 _LR = {"tiny": 1e-3, "base": 3e-4}
 _BATCH = {"tiny": 16, "base": 64}
 _SLOW_LR_SCALE = {"tiny": 0.5, "base": 0.1}  # encoders' learning-rate factor in the joint stage
@@ -149,7 +154,7 @@ def default_schedule(
 
     ``progressive`` is the paper's schedule (stage 0 pretraining, then local, global,
     joint), followed by the foreground head's stage 4 when ``foreground`` (the model has
-    one) and, when ``global_refit``, the image global head's refit, stage 5. The two
+    one) and, when ``global_refit``, the global heads' refit, stage 5. The two
     ablations use the same stage 0 and the same total number of alignment steps:
     ``single-stage`` trains everything jointly from the start; ``global-only`` drops the
     dense objective.
@@ -186,7 +191,8 @@ def default_schedule(
             extra={"index": 4, "num_points": 2048, "num_occ": 256})] if foreground else []) + ([StageSpec(
             name="global_refit", steps=st["global_refit"], lr=lr,
             warmup=warmup_steps(preset, "global_refit", st["global_refit"]), trainable=_IMAGE_GLOBAL,
-            loss_weights=(("global", 1.0),), batch_size=_REFIT_BATCH, weight_decay=0.05,
+            slow=_SHAPE_GLOBAL, slow_lr_scale=_REFIT_SHAPE_LR_SCALE, loss_weights=(("global", 1.0),),
+            batch_size=_REFIT_BATCH, weight_decay=0.05,
             extra={"index": 5, "cached_passes": _REFIT_PASSES[preset], "num_points": 2048, "num_occ": 8})]
             if global_refit else [])
     total = st["local"] + st["global"] + st["joint"]

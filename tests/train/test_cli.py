@@ -59,12 +59,12 @@ def test_one_command_runs_every_stage_and_resumes(tmp_path):
     for k in fg:
         same = torch.equal(joint[k], fg[k])
         assert same != k.startswith("foreground_head."), k
-    # stage 5 refits the image global head and nothing else
+    # stage 5 refits the image and shape global heads and nothing else
     refit = load_file(str(out / "5_global_refit" / "latest" / "model.safetensors"))
     assert set(refit) == set(fg)
     for k in refit:
         same = torch.equal(fg[k], refit[k])
-        assert same != k.startswith("image_global_head."), k
+        assert same != k.startswith(("image_global_head.", "shape_global_head.")), k
     model = load_model(ckpt)
     assert model.config.image.width == 48 and model.foreground_head is not None
     extra = json.loads((ckpt / "config.json").read_text())
