@@ -44,7 +44,7 @@ def cache_global_features(model: Any, dataset: ShardDataset, *, passes: int, bat
                                       global head's input), one encoding per shape and pass
         text          float32 [N, G]  the global embedding of the shape's caption (unit length)
         shape_ids     int64 [N]       which shape (positives of the image-shape term)
-        text_ids      int64 [N]       which caption (positives of the image-text term)
+        text_ids      int64 [N]       which caption (positives of the image-text and shape-text terms)
     """
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")

@@ -106,8 +106,8 @@ _FOREGROUND = ("foreground_head.",)
 _IMAGE_GLOBAL = ("image_global_head.",)
 _SHAPE_GLOBAL = ("shape_global_head.",)
 
-# Steps per stage for each preset: `tiny` trains on 2 idle CPU cores (2 threads) in about 85 minutes
-# (README model card); `base` is meant for one GPU.
+# Steps per stage for each preset: `tiny` trains on 2 idle CPU cores (2 threads) in 43-89 minutes,
+# by the day's speed of the box (README model card); `base` is meant for one GPU.
 # `tiny` was 400 / 200 / 150 local / global / joint with the encoders at 0.1x: moving steps from the
 # frozen-encoder stage to the later ones and training the encoders at 0.5x in the joint stage
 # improved every alignment metric at the same wall time. Pretrain 600 -> 850 and joint 200 -> 260 came
