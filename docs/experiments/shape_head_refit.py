@@ -32,18 +32,13 @@ from tango3d_core import load_model
 from tango3d_core.data.dataset import ShardDataset
 from tango3d_core.eval.suites import default_config, run_suite
 from tango3d_core.eval.suites._common import ModelProvider
-from tango3d_core.losses.global_ import contrastive_loss
-from tango3d_core.train.refit import cache_global_features, cached_batches
+from tango3d_core.train.refit import cache_global_features, cached_batches, refit_loss
 
 
 def loss_of(model, batch: dict, variant: str, *, text_weight: float = 1.0) -> torch.Tensor:
-    scale = model.logit_scale_global().detach()
-    image = model.image_global_head(batch["global_token"], batch["patch_mean"][:, :, None, None])["global"]
-    shape = model.shape_global_head(batch["shape_pooled"][:, None, :])["global"]
-    sid, tid = batch["shape_ids"], batch["text_ids"]
-    i_s = contrastive_loss(image, shape, logit_scale=scale, ids=sid)
-    i_t = contrastive_loss(image, batch["text"], logit_scale=scale, ids=tid)
-    s_t = contrastive_loss(shape, batch["text"], logit_scale=scale, ids=tid)
+    """The variant's mix of stage 5's three terms (``refit_loss``)."""
+    t = refit_loss(model, batch)
+    i_s, i_t, s_t = t["global_image_shape"], t["global_image_text"], t["global_shape_text"]
     if variant == "image":
         return 0.5 * (i_s + i_t)
     if variant == "shape":

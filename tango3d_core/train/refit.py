@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ..data.dataset import ShardDataset
-from ..losses.global_ import contrastive_loss
+from ..losses.global_ import global_alignment_loss
 
 __all__ = ["cache_global_features", "cached_batches", "refit_loss"]
 
@@ -105,11 +105,6 @@ def refit_loss(model: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
     # token whose mean is the cached mean decoded latent.
     image = model.image_global_head(token, mean[:, :, None, None])["global"]
     shape = model.shape_global_head(batch["shape_pooled"].to(dev)[:, None, :])["global"]
-    text, shape_ids, text_ids = batch["text"].to(dev), batch["shape_ids"].to(dev), batch["text_ids"].to(dev)
-    scale = model.logit_scale_global().detach()
-    terms = {
-        "global_image_shape": contrastive_loss(image, shape, logit_scale=scale, ids=shape_ids),
-        "global_image_text": contrastive_loss(image, text, logit_scale=scale, ids=text_ids),
-        "global_shape_text": contrastive_loss(shape, text, logit_scale=scale, ids=text_ids),
-    }
-    return {"total": sum(terms.values()) / len(terms), **terms}
+    terms = global_alignment_loss(image, shape, batch["text"].to(dev), logit_scale=model.logit_scale_global().detach(),
+                                  shape_ids=batch["shape_ids"].to(dev), text_ids=batch["text_ids"].to(dev))
+    return {"total": terms.pop("loss"), **{f"global_{k}": v for k, v in terms.items()}}
