@@ -972,8 +972,9 @@ class Explorer:
 
         pose  re-rank the top ``POSE_RERANK_TOP_K`` by pose fit (:meth:`_pose_rerank`; seconds of
               work). It helped the model before training stage 5; with the bundled model's refit
-              image embedding the global order is better on the test gallery (README), and it is
-              worse where a category has one or two shapes (the fit does not know categories).
+              global embeddings it gains nothing in instance R@1 on the test gallery and loses in
+              category R@1 (README), above all where a category has one or two shapes (the fit
+              does not know categories).
               Off by default for both reasons. Falls back to the global order,
               and says so in the status line, when it cannot be done or runs out of time.
         """
