@@ -31,7 +31,8 @@ from PIL import ImageOps
 from tango3d_core import load_model
 from tango3d_core.eval.metrics import recall_at_k
 from tango3d_core.eval.suites import default_config
-from tango3d_core.eval.suites._common import procedural_scenes
+from tango3d_core.data.dataset import rotation_z
+from tango3d_core.eval.suites._common import _rotated, procedural_scenes
 from tango3d_core.models.pose import _foreground_pixels
 
 
@@ -43,13 +44,6 @@ def _z(a: np.ndarray) -> np.ndarray:
     return (a - a.mean(axis=1, keepdims=True)) / (a.std(axis=1, keepdims=True) + 1e-9)
 
 
-def _turned(mesh, angle: float):
-    m = mesh.copy()
-    c, s = math.cos(angle), math.sin(angle)
-    m.apply_transform(np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float))
-    return m
-
-
 def scores(model, split: str, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     cfg = dataclasses.replace(default_config("retrieval"), split=split, seed=seed)
     img_g, flip_g, shp_g, yaw_g, pix, pts, cats = [], [], [], [], [], [], []
@@ -59,7 +53,7 @@ def scores(model, split: str, seed: int) -> tuple[dict[str, np.ndarray], np.ndar
         shp = model.encode_shape(scene.mesh, num_points=cfg.num_points, seed=cfg.seed)
         shp_g.append(shp.global_embedding)
         turned = [shp.global_embedding] + [
-            model.encode_shape(_turned(scene.mesh, k * math.pi / 2), num_points=cfg.num_points,
+            model.encode_shape(_rotated(scene.mesh, rotation_z(k * math.pi / 2)), num_points=cfg.num_points,
                                seed=cfg.seed + 1000 * k).global_embedding for k in (1, 2, 3)]
         yaw_g.append(_unit(torch.stack(turned)).mean(0))
         image = scene.views[0].image
